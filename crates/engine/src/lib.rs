@@ -1,0 +1,1 @@
+//! Langflow flow model, graph validation and native components (work in progress).

@@ -1,0 +1,259 @@
+//! flowgate's database layer.
+//!
+//! One set of plain, portable SQL runs on both backends through `sqlx::Any`; only the migrations
+//! differ per backend (`migrations/sqlite`, `migrations/postgres`). Portability rules the SQL
+//! follows: `$N` placeholders, TEXT ids (UUID strings), BIGINT microsecond timestamps, 0/1 flags.
+//!
+//! Nothing here knows about HTTP. Rows come back as plain structs; the server decides what is
+//! shown to whom.
+
+mod api_keys;
+mod epoch;
+mod error;
+mod tokens;
+mod users;
+
+pub use api_keys::{ApiKeyRow, NewApiKey, UsageDelta};
+pub use epoch::AuthEpoch;
+pub use error::StoreError;
+pub use users::{NewUser, UserRow, UserUpdate};
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool settings; the defaults suit one embedded SQLite file.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle to the database, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    epoch: AuthEpoch,
+    location: String,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`). A SQLite file and its folder are
+    /// created when missing.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let (url, location, epoch) = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(url);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create the database folder {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+                let epoch = AuthEpoch::for_database_file(&path)?;
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    path.display().to_string(),
+                    epoch,
+                )
+            }
+            Backend::Postgres => (url.to_string(), redact_url(url), AuthEpoch::disabled()),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => settings.max_connections.max(2),
+                Backend::Postgres => settings.max_connections,
+            })
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL sync is durable
+                        // across process crashes, which is what a server needs.
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::from_connect(e, &location))?;
+        Ok(Self {
+            pool,
+            backend,
+            epoch,
+            location,
+        })
+    }
+
+    /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so
+    /// instances starting together do not race.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the data lives, for humans (a file path, or the URL without its password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The cross-process "something about authentication changed" signal. See [`AuthEpoch`].
+    pub fn auth_epoch(&self) -> &AuthEpoch {
+        &self.epoch
+    }
+
+    /// Readiness probe: one round trip.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://...",
+            redact_url(url)
+        )))
+    }
+}
+
+/// `sqlite:///abs/path`, `sqlite://rel/path` and `sqlite:path` all name a file; query
+/// parameters are ours to set.
+///
+/// Langflow's SQLAlchemy-style URLs work too: `sqlite:////abs/path` (absolute) and
+/// `sqlite:///./rel` (relative).
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    if let Some(relative) = rest.strip_prefix("/./") {
+        return PathBuf::from(format!("./{relative}"));
+    }
+    if let Some(absolute) = rest.strip_prefix("//") {
+        return PathBuf::from(format!("/{absolute}"));
+    }
+    PathBuf::from(rest)
+}
+
+/// The SQLite URL for a file.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Hides the password of a database URL so it can be printed.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current time as UTC microseconds since the epoch, the unit of every timestamp column.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db"),
+            PathBuf::from("/tmp/a.db")
+        );
+        assert_eq!(sqlite_path("sqlite://a.db?mode=rwc"), PathBuf::from("a.db"));
+        assert_eq!(sqlite_path("sqlite:a.db"), PathBuf::from("a.db"));
+        assert_eq!(
+            sqlite_path("sqlite:////srv/lf.db"),
+            PathBuf::from("/srv/lf.db")
+        );
+        assert_eq!(sqlite_path("sqlite:///./lf.db"), PathBuf::from("./lf.db"));
+    }
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn rejects_unknown_schemes() {
+        assert!(matches!(
+            backend_of("mysql://x"),
+            Err(StoreError::Config(_))
+        ));
+    }
+}

@@ -42,6 +42,53 @@ pub enum Command {
     },
     /// Apply database migrations and exit (the server also does this at start)
     Migrate(DbArgs),
+    /// Import, export and list stored flows
+    Flows {
+        #[command(subcommand)]
+        command: FlowsCommand,
+    },
+    /// Validate flow files without running them: exit 1 and one line per problem, 0 when runnable
+    Check {
+        /// Langflow flow JSON files (or {"flows": [...]} files)
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FlowsCommand {
+    /// Import Langflow JSON files, ZIPs, or directories of them for a user
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Files or directories
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Owner of the imported flows [default: the superuser]
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Write one flow (by id or endpoint name) as Langflow JSON
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Flow id or endpoint name
+        flow: String,
+        /// Output file (- for standard output)
+        #[arg(long, short)]
+        out: std::path::PathBuf,
+        /// Owner of the flow [default: the superuser]
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List a user's flows with their problems
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Whose flows [default: the superuser]
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// Where the data lives.
@@ -120,6 +167,9 @@ pub struct ServeArgs {
     /// Largest JSON request body in bytes (larger → 413)
     #[arg(long, env = "FLOWGATE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest flow upload (JSON or ZIP) or flow body in bytes (larger → 413)
+    #[arg(long, env = "FLOWGATE_MAX_UPLOAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
     /// Failed logins per client IP per minute before 429 (0 = unlimited)
     #[arg(long, env = "FLOWGATE_LOGIN_FAILURES_PER_MINUTE", default_value_t = 5)]
     pub login_failures_per_minute: u32,

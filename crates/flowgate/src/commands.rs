@@ -15,12 +15,32 @@ use crate::cli::{
 };
 use crate::{config_from_db_args, default_data_dir};
 
+/// `flowgate check` found problems: exit 1 with the problems already printed.
+#[derive(Debug)]
+pub struct CheckFailed;
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some flows cannot run here (see above)")
+    }
+}
+
+impl std::error::Error for CheckFailed {}
+
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::ApiKey(args) => api_key(args).await,
         Command::Superuser(args) => superuser(args).await,
         Command::Users { command } => users(command).await,
+        Command::Flows { command } => crate::flows_cmd::run(command).await,
+        Command::Check { files } => {
+            if crate::flows_cmd::check(&files)? {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(CheckFailed))
+            }
+        }
         Command::Migrate(db) => {
             let config = config_from_db_args(&db);
             let store = flowgate_server::open_store(&config).await?;
@@ -51,6 +71,7 @@ fn serve_config(args: ServeArgs) -> Config {
     config.refresh_token_ttl = Duration::from_secs(args.refresh_token_expire_seconds.max(1));
     config.cookie_secure = args.cookie_secure;
     config.max_body_bytes = args.max_body_bytes.max(1024);
+    config.max_upload_bytes = args.max_upload_bytes.max(1024);
     config.login_failures_per_minute = args.login_failures_per_minute;
     config.cors_origins = args
         .cors_origins
@@ -73,25 +94,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.local_addr
     );
     println!("database: {:?} at {}", store.backend(), store.location());
-    if server.default_password {
+    let warn = move |superuser: &str| {
         let warning = format!(
             "the superuser {superuser:?} still has the default password \"langflow\": \
              change it (flowgate users set-password {superuser}) or set LANGFLOW_SUPERUSER_PASSWORD"
         );
         println!("WARNING: {warning}");
         tracing::warn!("{warning}");
+    };
+    match server.default_password {
+        Some(true) => warn(&superuser),
+        Some(false) => {}
+        None => {
+            // Checked after the port is open so the check does not delay the first answer.
+            let store = store.clone();
+            let config = server.state().config.clone();
+            tokio::spawn(async move {
+                if let Ok(true) = flowgate_server::superuser_uses_default_password(&store, &config).await {
+                    warn(&config.superuser);
+                }
+            });
+        }
     }
     server.run(flowgate_server::shutdown_signal()).await
 }
 
-async fn open(db: &DbArgs) -> anyhow::Result<(Config, Store)> {
+pub async fn open(db: &DbArgs) -> anyhow::Result<(Config, Store)> {
     let config = config_from_db_args(db);
     let store = flowgate_server::open_store(&config).await?;
     Ok((config, store))
 }
 
 /// The named user, or the configured superuser (created when missing, as the server would).
-async fn owner(store: &Store, config: &Config, user: Option<&str>) -> anyhow::Result<UserRow> {
+pub async fn owner(store: &Store, config: &Config, user: Option<&str>) -> anyhow::Result<UserRow> {
     match user {
         Some(name) => store
             .user_by_username(name)

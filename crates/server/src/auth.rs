@@ -20,6 +20,10 @@ pub const RUN_KEY_INVALID: &str = "Invalid or missing API key";
 pub const KEY_NOT_ALLOWED: &str = "This API key is not allowed to do that";
 pub const ACCESS_COOKIE: &str = "access_token_lf";
 pub const REFRESH_COOKIE: &str = "refresh_token_lf";
+/// Readable by the page's JavaScript (not HttpOnly): the double-submit CSRF token.
+pub const CSRF_COOKIE: &str = "csrf_token_lf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_INVALID: &str = "CSRF token missing or invalid";
 
 /// The user a request acts as.
 #[derive(Debug, Clone)]
@@ -118,6 +122,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         if let Some(token) = cookie_of(parts, ACCESS_COOKIE) {
             let user = user_from_access_token(state, token).await?;
+            check_csrf(parts)?;
             return Ok(Auth { user, key: None });
         }
         Err(ApiError::Forbidden(NO_CREDENTIALS.into()))
@@ -169,12 +174,16 @@ pub async fn verify_api_key(state: &AppState, raw: &str) -> Result<Arc<VerifiedK
         state.keys.record_use(&key, now);
         return Ok(key);
     }
+    if state.keys.known_unknown(&hash) {
+        return Err(KeyRejection::Invalid);
+    }
     let found = state
         .store
         .api_key_by_hash(&hex::encode(hash))
         .await
         .map_err(|e| KeyRejection::Unavailable(e.into()))?;
     let Some((row, owner)) = found else {
+        state.keys.remember_unknown(hash);
         return Err(KeyRejection::Invalid);
     };
     // The index matched on the hash; compare once more in constant time.
@@ -184,6 +193,9 @@ pub async fn verify_api_key(state: &AppState, raw: &str) -> Result<Arc<VerifiedK
     }
     let expired = row.expires_at.is_some_and(|t| t <= now);
     if !row.is_active || !owner.is_active || expired {
+        // Refused the same way until something about authentication changes (re-activating
+        // the owner clears this memory, here or through the epoch).
+        state.keys.remember_unknown(hash);
         return Err(KeyRejection::Invalid);
     }
     let scope = KeyScope::parse(&row.scope).unwrap_or(KeyScope::Run);
@@ -199,7 +211,26 @@ pub async fn verify_api_key(state: &AppState, raw: &str) -> Result<Arc<VerifiedK
     Ok(key)
 }
 
-async fn user_from_access_token(
+/// A browser sends the access cookie with any request, even one another site makes it send.
+/// So a cookie-authenticated change must also carry the `csrf_token_lf` cookie's value in the
+/// `x-csrf-token` header: only a page of this origin can read the cookie (double submit).
+fn check_csrf(parts: &Parts) -> Result<(), ApiError> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let cookie = cookie_of(parts, CSRF_COOKIE);
+    let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    match (cookie, header) {
+        (Some(c), Some(h))
+            if bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), h.as_bytes())) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::Forbidden(CSRF_INVALID.into())),
+    }
+}
+
+pub(crate) async fn user_from_access_token(
     state: &AppState,
     token: &str,
 ) -> Result<Arc<CurrentUser>, ApiError> {

@@ -33,6 +33,8 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Largest request body accepted on JSON routes, in bytes.
     pub max_body_bytes: usize,
+    /// Largest flow upload (JSON or ZIP) and flow body, in bytes.
+    pub max_upload_bytes: usize,
     /// Failed logins allowed per client IP per minute before 429.
     pub login_failures_per_minute: u32,
     /// Origins allowed by CORS; empty = CORS off.
@@ -64,6 +66,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
             cookie_secure: false,
             max_body_bytes: 2 * 1024 * 1024,
+            max_upload_bytes: 32 * 1024 * 1024,
             login_failures_per_minute: 5,
             cors_origins: Vec::new(),
             usage_flush_interval: Duration::from_secs(1),

@@ -171,8 +171,19 @@ struct UsageCounter {
 pub struct KeyCache {
     entries: RwLock<HashMap<[u8; 32], Arc<VerifiedKey>>>,
     usage: RwLock<HashMap<String, Arc<UsageCounter>>>,
+    /// Hashes of well-formed keys the database did not know, with when that was found out.
+    /// CRC-32 is no secret, so anyone can forge keys that pass the checksum; without this, each
+    /// such request would cost a database lookup.
+    unknown: RwLock<HashMap<[u8; 32], std::time::Instant>>,
     seen_epoch: AtomicU64,
 }
+
+/// How long a key the database did not know is refused without asking again. A key is created
+/// with fresh randomness, so nobody presents it before it exists; the bound only matters for
+/// keys that another process inserts after a failed attempt with that exact value.
+const UNKNOWN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most unknown hashes remembered; the set starts over beyond it.
+const MAX_UNKNOWN_KEYS: usize = 100_000;
 
 /// Most keys a cache holds before it starts over; a bound against memory growth from a
 /// flood of distinct valid keys (at 100k keys that is ~30 MB).
@@ -228,12 +239,29 @@ impl KeyCache {
         entry
     }
 
+    /// Whether this hash was looked up recently and not found.
+    pub fn known_unknown(&self, hash: &[u8; 32]) -> bool {
+        let unknown = self.unknown.read().expect("unknown-key lock");
+        unknown
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_KEY_TTL)
+    }
+
+    pub fn remember_unknown(&self, hash: [u8; 32]) {
+        let mut unknown = self.unknown.write().expect("unknown-key lock");
+        if unknown.len() >= MAX_UNKNOWN_KEYS {
+            unknown.clear();
+        }
+        unknown.insert(hash, std::time::Instant::now());
+    }
+
     pub fn remove(&self, hash: &[u8; 32]) {
         self.entries.write().expect("key cache lock").remove(hash);
     }
 
     pub fn clear(&self) {
         self.entries.write().expect("key cache lock").clear();
+        self.unknown.write().expect("unknown-key lock").clear();
     }
 
     /// Counts one use; no database write here (flushed in batches).
@@ -355,6 +383,17 @@ mod tests {
         assert_eq!(base62_fixed(61, 6), "00000z");
         assert_eq!(base62_fixed(62, 6), "000010");
         assert_eq!(base62_fixed(u32::MAX as u64, 6), "4gfFC3");
+    }
+
+    #[test]
+    fn unknown_keys_are_remembered_until_cleared() {
+        let cache = KeyCache::default();
+        let hash = hash_key_bytes("fgk_forged");
+        assert!(!cache.known_unknown(&hash));
+        cache.remember_unknown(hash);
+        assert!(cache.known_unknown(&hash));
+        cache.clear();
+        assert!(!cache.known_unknown(&hash));
     }
 
     #[test]

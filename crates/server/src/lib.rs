@@ -5,14 +5,19 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod files;
+pub mod flowdoc;
 pub mod ids;
 pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
 pub mod routes;
+pub mod runctx;
 pub mod state;
 pub mod timefmt;
+pub mod ui;
+pub mod variables;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,36 +40,47 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Creates the configured superuser when missing. An existing user's password is never
-/// overwritten. Returns whether that account still uses the documented default password.
-pub async fn bootstrap_superuser(store: &Store, config: &Config) -> anyhow::Result<bool> {
+/// Creates the configured superuser when missing; an existing user's password is never
+/// overwritten. Returns `Some(uses the default password)` when it created the user, `None` when
+/// the user already existed (see [`superuser_uses_default_password`]).
+pub async fn ensure_superuser(store: &Store, config: &Config) -> anyhow::Result<Option<bool>> {
     let name = config.superuser.clone();
-    match store.user_by_username(&name).await? {
-        Some(existing) => {
-            let stored = existing.password_hash;
-            let default = config::DEFAULT_SUPERUSER_PASSWORD;
-            Ok(tokio::task::spawn_blocking(move || {
-                password::verify(default, &stored) != password::Verdict::Wrong
-            })
-            .await?)
-        }
-        None => {
-            let pw = config.superuser_password.clone();
-            let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
-            let id = uuid::Uuid::new_v4().to_string();
-            store
-                .create_user(NewUser {
-                    id: &id,
-                    username: &name,
-                    password_hash: &hash,
-                    is_active: true,
-                    is_superuser: true,
-                })
-                .await
-                .with_context(|| format!("creating the superuser {name:?}"))?;
-            tracing::info!(username = %name, "created the superuser");
-            Ok(config.uses_default_password())
-        }
+    if store.user_by_username(&name).await?.is_some() {
+        return Ok(None);
+    }
+    let pw = config.superuser_password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+    let id = uuid::Uuid::new_v4().to_string();
+    store
+        .create_user(NewUser {
+            id: &id,
+            username: &name,
+            password_hash: &hash,
+            is_active: true,
+            is_superuser: true,
+        })
+        .await
+        .with_context(|| format!("creating the superuser {name:?}"))?;
+    tracing::info!(username = %name, "created the superuser");
+    Ok(Some(config.uses_default_password()))
+}
+
+/// Whether the configured superuser's stored password is still the documented default. One
+/// Argon2 verification (tens of milliseconds).
+pub async fn superuser_uses_default_password(store: &Store, config: &Config) -> anyhow::Result<bool> {
+    let Some(user) = store.user_by_username(&config.superuser).await? else {
+        return Ok(false);
+    };
+    let stored = user.password_hash;
+    let default = config::DEFAULT_SUPERUSER_PASSWORD;
+    Ok(tokio::task::spawn_blocking(move || password::verify(default, &stored) != password::Verdict::Wrong).await?)
+}
+
+/// Creates the superuser when missing and tells whether it uses the default password.
+pub async fn bootstrap_superuser(store: &Store, config: &Config) -> anyhow::Result<bool> {
+    match ensure_superuser(store, config).await? {
+        Some(default) => Ok(default),
+        None => superuser_uses_default_password(store, config).await,
     }
 }
 
@@ -110,7 +126,9 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
     pub local_addr: SocketAddr,
-    pub default_password: bool,
+    /// Whether the superuser still has the default password; `None` while that is being checked
+    /// after start-up (on a loopback address the check does not delay the first answer).
+    pub default_password: Option<bool>,
 }
 
 impl Server {
@@ -119,8 +137,13 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         let secret = load_or_create_secret(&config)?;
-        let default_password = bootstrap_superuser(&store, &config).await?;
-        if default_password && !config.host.is_loopback() && !config.allow_default_password {
+        let public = !config.host.is_loopback() && !config.allow_default_password;
+        let default_password = match ensure_superuser(&store, &config).await? {
+            Some(default) => Some(default),
+            None if public => Some(superuser_uses_default_password(&store, &config).await?),
+            None => None,
+        };
+        if public && default_password == Some(true) {
             anyhow::bail!(
                 "refusing to listen on {} while the superuser {:?} still has the default password: \
                  set LANGFLOW_SUPERUSER_PASSWORD (or change it), or set \
@@ -155,6 +178,8 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let flusher = tokio::spawn(flush_usage_forever(state.clone()));
+        let message_writer = tokio::spawn(runctx::write_messages_forever(state.clone()));
+        tokio::spawn(routes::flows::refresh_stale_problems(state.clone()));
         let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -162,6 +187,7 @@ impl Server {
             .context("serving HTTP")?;
         flusher.abort();
         flush_usage(&state).await;
+        state.messages.shutdown(&state.store, message_writer).await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -18,6 +18,16 @@ pub struct Inner {
     pub keys: KeyCache,
     pub jwt: JwtKeys,
     pub login_limiter: LoginLimiter,
+    /// Compiled flows by (owner, id or endpoint name): runs read no flow from the database.
+    pub flow_cache: crate::routes::run::FlowCache,
+    /// Chat messages waiting to be written in a batch.
+    pub messages: crate::runctx::MessageQueue,
+    /// The one HTTP client runs use (model providers), with a connect timeout.
+    pub http: reqwest::Client,
+    /// `OPENAI_BASE_URL` from the environment, read once.
+    pub openai_base_url: Option<String>,
+    /// Encrypts Credential variables; derived from the server secret (variables.rs).
+    pub variable_cipher: crate::variables::VariableCipher,
 }
 
 impl AppState {
@@ -28,7 +38,18 @@ impl AppState {
             store,
             keys: KeyCache::default(),
             jwt: JwtKeys::new(jwt_secret),
+            variable_cipher: crate::variables::VariableCipher::from_secret(jwt_secret),
             login_limiter,
+            flow_cache: Default::default(),
+            messages: Default::default(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .build()
+                .expect("the HTTP client builds (rustls)"),
+            openai_base_url: std::env::var("OPENAI_BASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
         }))
     }
 }

@@ -10,13 +10,19 @@
 mod api_keys;
 mod epoch;
 mod error;
+mod flows;
+mod messages;
 mod tokens;
 mod users;
+mod variables;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, UsageDelta};
 pub use epoch::AuthEpoch;
 pub use error::StoreError;
+pub use flows::{FlowRecord, FlowSaveError, OnClash, OnOwnId};
+pub use messages::{MessageFilter, MessageRow};
 pub use users::{NewUser, UserRow, UserUpdate};
+pub use variables::VariableRow;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -111,12 +111,9 @@ impl Store {
         Ok((total, users))
     }
 
-    /// Applies `update` and returns the new row (`None` when the user does not exist).
-    /// Anything that can take access away bumps the auth epoch.
+    /// Applies `update` and returns the new row (`None` when the user does not exist). Bumps the
+    /// auth epoch: caches elsewhere hold copies of users and of refused keys.
     pub async fn update_user(&self, id: &str, update: UserUpdate) -> Result<Option<UserRow>> {
-        let revokes_access = update.is_active == Some(false)
-            || update.password_hash.is_some()
-            || update.is_superuser == Some(false);
         let mut tx = self.pool().begin().await?;
         let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
             .bind(id)
@@ -169,9 +166,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        if revokes_access {
-            self.auth_epoch().bump();
-        }
+        self.auth_epoch().bump();
         self.user_by_id(id).await
     }
 

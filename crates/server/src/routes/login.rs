@@ -11,7 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::auth::{ACCESS_COOKIE, REFRESH_COOKIE, cookie_of};
+use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, cookie_of};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::FormBody;
 use crate::password::{self, Verdict};
@@ -107,6 +107,18 @@ async fn issue_session(state: &AppState, user_id: &str) -> ApiResult<Response> {
             config.access_token_ttl.as_secs(),
         ),
     );
+    // A fresh CSRF token with each session, as long-lived as the refresh token (auth.rs).
+    let mut csrf = [0u8; 32];
+    getrandom::fill(&mut csrf)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no OS randomness: {e}")))?;
+    headers.append(
+        SET_COOKIE,
+        csrf_cookie(
+            state,
+            &hex::encode(csrf),
+            config.refresh_token_ttl.as_secs(),
+        ),
+    );
     let body = Json(json!({
         "access_token": access,
         "refresh_token": refresh,
@@ -125,6 +137,19 @@ fn cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValu
         "{name}={value}; HttpOnly; Max-Age={max_age}; Path=/; SameSite=lax{secure}"
     ))
     .expect("tokens are header-safe")
+}
+
+/// Like `cookie` but readable by the page's JavaScript, which echoes it in `x-csrf-token`.
+fn csrf_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={value}; Max-Age={max_age}; Path=/; SameSite=lax{secure}"
+    ))
+    .expect("hex is header-safe")
 }
 
 async fn refresh(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
@@ -162,5 +187,6 @@ async fn logout(State(state): State<AppState>, parts: Parts) -> ApiResult<Respon
     for name in [REFRESH_COOKIE, ACCESS_COOKIE] {
         headers.append(SET_COOKIE, cookie(&state, name, "", 0));
     }
+    headers.append(SET_COOKIE, csrf_cookie(&state, "", 0));
     Ok((headers, Json(json!({"message": "Logout successful"}))).into_response())
 }

@@ -1,0 +1,206 @@
+//! Chat messages, always scoped to their owner. Written in batches (one transaction per batch,
+//! upsert by id); read newest first.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store};
+
+/// A stored chat message. `data` is the full message JSON text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageRow {
+    pub id: String,
+    pub user_id: String,
+    pub flow_id: Option<String>,
+    pub session_id: String,
+    pub context_id: String,
+    /// UTC microseconds.
+    pub timestamp: i64,
+    pub sender: Option<String>,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub data: String,
+}
+
+/// Which of a user's messages to read. `None` filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter<'a> {
+    pub user_id: &'a str,
+    pub flow_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub context_id: Option<&'a str>,
+    pub sender: Option<&'a str>,
+    pub sender_name: Option<&'a str>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const COLUMNS: &str =
+    "id, user_id, flow_id, session_id, context_id, timestamp, sender, sender_name, text, data";
+
+fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
+    Ok(MessageRow {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        flow_id: row.try_get("flow_id")?,
+        session_id: row.try_get("session_id")?,
+        context_id: row.try_get("context_id")?,
+        timestamp: row.try_get("timestamp")?,
+        sender: row.try_get("sender")?,
+        sender_name: row.try_get("sender_name")?,
+        text: row.try_get("text")?,
+        data: row.try_get("data")?,
+    })
+}
+
+const UPSERT: &str = "INSERT INTO messages (id, user_id, flow_id, session_id, context_id, \
+    timestamp, sender, sender_name, text, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+    ON CONFLICT (id) DO UPDATE SET flow_id = excluded.flow_id, session_id = excluded.session_id, \
+    context_id = excluded.context_id, timestamp = excluded.timestamp, sender = excluded.sender, \
+    sender_name = excluded.sender_name, text = excluded.text, data = excluded.data \
+    WHERE messages.user_id = excluded.user_id";
+
+impl Store {
+    /// Inserts or updates (by id) every message in ONE transaction. A row whose id belongs to
+    /// another user's message is left alone.
+    pub async fn upsert_messages(&self, rows: &[MessageRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for m in rows {
+            sqlx::query(UPSERT)
+                .bind(&m.id)
+                .bind(&m.user_id)
+                .bind(&m.flow_id)
+                .bind(&m.session_id)
+                .bind(&m.context_id)
+                .bind(m.timestamp)
+                .bind(&m.sender)
+                .bind(&m.sender_name)
+                .bind(&m.text)
+                .bind(&m.data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user's messages matching `filter`, newest first (timestamp, then id, descending).
+    pub async fn messages(&self, filter: &MessageFilter<'_>) -> Result<Vec<MessageRow>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE user_id = $1");
+        let mut binds: Vec<&str> = Vec::new();
+        let conditions = [
+            ("flow_id", filter.flow_id),
+            ("session_id", filter.session_id),
+            ("context_id", filter.context_id),
+            ("sender", filter.sender),
+            ("sender_name", filter.sender_name),
+        ];
+        for (column, value) in conditions {
+            if let Some(v) = value {
+                binds.push(v);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len() + 1));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY timestamp DESC, id DESC LIMIT ${} OFFSET ${}",
+            binds.len() + 2,
+            binds.len() + 3
+        ));
+        let mut query = sqlx::query(&sql).bind(filter.user_id);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Deletes the user's messages of one session. Returns how many were deleted.
+    pub async fn delete_session_messages(&self, user_id: &str, session_id: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM messages WHERE user_id = $1 AND session_id = $2")
+            .bind(user_id)
+            .bind(session_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewUser, PoolSettings};
+
+    fn row(id: &str, user: &str, session: &str, ts: i64, text: &str) -> MessageRow {
+        MessageRow {
+            id: id.into(),
+            user_id: user.into(),
+            flow_id: Some("f".into()),
+            session_id: session.into(),
+            timestamp: ts,
+            sender: Some("User".into()),
+            sender_name: Some("User".into()),
+            text: text.into(),
+            data: "{}".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn upsert_list_and_delete_are_scoped_to_the_owner() {
+        let dir = std::env::temp_dir().join(format!("fg-msg-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect(
+            &crate::sqlite_url(&dir.join("t.db")),
+            &PoolSettings::default(),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        for u in ["a", "b"] {
+            store
+                .create_user(NewUser {
+                    id: u,
+                    username: u,
+                    password_hash: "x",
+                    is_active: true,
+                    is_superuser: false,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .upsert_messages(&[
+                row("1", "a", "s", 1, "one"),
+                row("2", "a", "s", 2, "two"),
+                row("3", "b", "s", 3, "bob"),
+                row("1", "a", "s", 1, "one, edited"),
+            ])
+            .await
+            .unwrap();
+        // Another user cannot overwrite a's message by reusing its id.
+        store
+            .upsert_messages(&[row("2", "b", "s", 9, "hijack")])
+            .await
+            .unwrap();
+        let filter = MessageFilter {
+            user_id: "a",
+            session_id: Some("s"),
+            limit: 10,
+            ..Default::default()
+        };
+        let got = store.messages(&filter).await.unwrap();
+        let texts: Vec<&str> = got.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["two", "one, edited"]);
+        assert_eq!(store.delete_session_messages("b", "s").await.unwrap(), 1);
+        assert_eq!(store.messages(&filter).await.unwrap().len(), 2);
+        assert_eq!(store.delete_session_messages("a", "s").await.unwrap(), 2);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -53,6 +53,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run a flow file locally, with no server and no database; prints the answer
+    Run(crate::run_cmd::RunArgs),
 }
 
 #[derive(Subcommand)]

@@ -41,6 +41,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 Err(anyhow::anyhow!(CheckFailed))
             }
         }
+        Command::Run(args) => crate::run_cmd::run(args).await,
         Command::Migrate(db) => {
             let config = config_from_db_args(&db);
             let store = flowgate_server::open_store(&config).await?;
@@ -110,7 +111,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let store = store.clone();
             let config = server.state().config.clone();
             tokio::spawn(async move {
-                if let Ok(true) = flowgate_server::superuser_uses_default_password(&store, &config).await {
+                if let Ok(true) =
+                    flowgate_server::superuser_uses_default_password(&store, &config).await
+                {
                     warn(&config.superuser);
                 }
             });

@@ -21,7 +21,12 @@ pub async fn run(command: FlowsCommand) -> anyhow::Result<()> {
             let owner = crate::commands::owner(&store, &config, user.as_deref()).await?;
             import(&store, &owner.id, &paths).await
         }
-        FlowsCommand::Export { db, flow, out, user } => {
+        FlowsCommand::Export {
+            db,
+            flow,
+            out,
+            user,
+        } => {
             let (config, store) = crate::commands::open(&db).await?;
             let owner = crate::commands::owner(&store, &config, user.as_deref()).await?;
             let record = store
@@ -32,7 +37,8 @@ pub async fn run(command: FlowsCommand) -> anyhow::Result<()> {
             if out == Path::new("-") {
                 println!("{text}");
             } else {
-                std::fs::write(&out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+                std::fs::write(&out, text + "\n")
+                    .with_context(|| format!("cannot write {}", out.display()))?;
                 eprintln!("exported {:?} to {}", record.name, out.display());
             }
             Ok(())
@@ -46,7 +52,11 @@ pub async fn run(command: FlowsCommand) -> anyhow::Result<()> {
                     "{}  {}  {}  {}",
                     flow.id,
                     flow.endpoint_name.as_deref().unwrap_or("-"),
-                    if problems == 0 { "runnable".to_string() } else { format!("{problems} problems") },
+                    if problems == 0 {
+                        "runnable".to_string()
+                    } else {
+                        format!("{problems} problems")
+                    },
                     flow.name
                 );
             }
@@ -71,9 +81,9 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.is_file()
-                        && p.extension()
-                            .and_then(|e| e.to_str())
-                            .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("zip"))
+                        && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                            e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("zip")
+                        })
                 })
                 .collect();
             inside.sort();
@@ -126,7 +136,10 @@ async fn import(store: &Store, user_id: &str, paths: &[PathBuf]) -> anyhow::Resu
         draw_progress(files.len(), files.len());
         eprintln!();
     }
-    println!("{imported} flows imported from {} files, {failed} files not imported", files.len());
+    println!(
+        "{imported} flows imported from {} files, {failed} files not imported",
+        files.len()
+    );
     if failed > 0 {
         bail!("{failed} of {} files could not be imported", files.len());
     }
@@ -136,7 +149,11 @@ async fn import(store: &Store, user_id: &str, paths: &[PathBuf]) -> anyhow::Resu
 fn draw_progress(done: usize, total: usize) {
     const WIDTH: usize = 30;
     let filled = WIDTH * done / total.max(1);
-    eprint!("\r[{}{}] {done}/{total}", "#".repeat(filled), " ".repeat(WIDTH - filled));
+    eprint!(
+        "\r[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled)
+    );
     let _ = std::io::stderr().flush();
 }
 
@@ -165,7 +182,12 @@ async fn import_file(store: &Store, user_id: &str, file: &Path) -> Result<Vec<St
                 let list: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
                 format!("{} problems: {}", problems.len(), list.join("; "))
             };
-            format!("{}: imported {:?} as {} — {verdict}", file.display(), flow.name, flow.id)
+            format!(
+                "{}: imported {:?} as {} — {verdict}",
+                file.display(),
+                flow.name,
+                flow.id
+            )
         })
         .collect())
 }
@@ -183,7 +205,11 @@ pub fn check(files: &[PathBuf]) -> anyhow::Result<bool> {
             }
         };
         for doc in docs {
-            let name = doc.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_string();
+            let name = doc
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("(unnamed)")
+                .to_string();
             let Some(data) = doc.get("data") else {
                 println!("{}: {name:?}: no data (nodes and edges)", file.display());
                 clean = false;
@@ -200,7 +226,13 @@ pub fn check(files: &[PathBuf]) -> anyhow::Result<bool> {
                         println!("{}: {name:?}: runnable", file.display());
                     }
                     for p in problems {
-                        println!("{}: {name:?}: {} ({}): {}", file.display(), p.node_id, p.component_type, p.message);
+                        println!(
+                            "{}: {name:?}: {} ({}): {}",
+                            file.display(),
+                            p.node_id,
+                            p.component_type,
+                            p.message
+                        );
                         clean = false;
                     }
                 }

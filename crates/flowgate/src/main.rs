@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod flows_cmd;
+mod run_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -613,3 +613,85 @@ async fn flow_pages_are_shells_for_the_owner_only() {
         assert!(!html.contains(&id), "{path}: nothing about the flow leaks");
     }
 }
+
+#[tokio::test]
+async fn variables_page_is_a_shell_for_signed_in_users() {
+    let server = TestServer::start().await;
+    let client = no_redirects();
+
+    // Signed out (or with a bad cookie): to the login page, and back here after it.
+    for cookie in [None, Some("access_token_lf=garbage")] {
+        let mut req = client.get(server.url("/settings/variables"));
+        if let Some(cookie) = cookie {
+            req = req.header(COOKIE, cookie);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{cookie:?}");
+        assert_eq!(
+            res.headers()[LOCATION],
+            "/login?next=%2Fsettings%2Fvariables"
+        );
+    }
+
+    // A credential of the user's: its value never reaches the page.
+    let admin = server.admin_token().await;
+    let secret = "sk-never-in-the-page-0123456789";
+    let res = server
+        .client
+        .post(server.url("/api/v1/variables/"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "OPENAI_API_KEY", "value": secret, "type": "Credential"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let browser = Browser::login(&server, ADMIN, ADMIN_PW).await;
+    let res = client
+        .get(server.url("/settings/variables"))
+        .header(COOKIE, browser.cookies())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers();
+    assert!(h[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(h["content-security-policy"], CSP);
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h[CACHE_CONTROL], "no-store");
+    let html = res.text().await.unwrap();
+    assert!(!html.contains(secret));
+    assert!(html.contains("/static/variables.js?v="), "{html}");
+    assert!(
+        html.contains("<a href=\"/settings/variables\" aria-current=\"page\">"),
+        "the sidebar marks this page: {html}"
+    );
+    assert!(!html.contains("<script>") && !html.contains("<style"));
+    assert!(!html.contains(" style=") && !html.contains(" onclick="));
+
+    // The API keys page links here too, without marking it.
+    let html = client
+        .get(server.url("/settings/api-keys"))
+        .header(COOKIE, browser.cookies())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<a href=\"/settings/variables\">"), "{html}");
+    assert!(html.contains("<a href=\"/settings/api-keys\" aria-current=\"page\">"));
+
+    let res = client
+        .get(server.url("/static/variables.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+}

@@ -179,10 +179,16 @@
 
   newKey.addEventListener("focus", () => newKey.select());
 
-  // Once closed, the key is gone from the page too.
-  keyDialog.addEventListener("close", () => {
+  // Once closed, the key is gone from the page too. Cleared before the dialog closes (Done,
+  // Escape), not only on its later "close" event, so nothing can read it in between.
+  const forgetKey = () => {
     newKey.value = "";
-  });
+  };
+  for (const button of keyDialog.querySelectorAll("[data-close]")) {
+    button.addEventListener("click", forgetKey, { capture: true });
+  }
+  keyDialog.addEventListener("cancel", forgetKey);
+  keyDialog.addEventListener("close", forgetKey);
 
   // ---- delete ------------------------------------------------------------------------------
   deleteButton.addEventListener("click", () => {

@@ -118,6 +118,135 @@ pub async fn read_for_run(state: &AppState, user_id: &str, path: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowgate_store::{FlowRecord, NewUser, OnClash, OnOwnId, PoolSettings, Store};
+
+    async fn state_with_users(dir: &Path) -> AppState {
+        let store = Store::connect(
+            &flowgate_store::sqlite_url(&dir.join("t.db")),
+            &PoolSettings::default(),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        for u in ["alice", "bob"] {
+            store
+                .create_user(NewUser {
+                    id: u,
+                    username: u,
+                    password_hash: "x",
+                    is_active: true,
+                    is_superuser: false,
+                })
+                .await
+                .unwrap();
+        }
+        let config = crate::Config::new(dir.to_path_buf());
+        AppState::new(config, store, b"0123456789abcdef0123456789abcdef")
+    }
+
+    async fn flow_of(state: &AppState, user: &str, id: &str) {
+        let record = FlowRecord {
+            id: id.into(),
+            name: format!("flow {id}"),
+            data: Some(r#"{"nodes":[],"edges":[]}"#.into()),
+            access_type: "PRIVATE".into(),
+            flow_type: "workflow".into(),
+            extra: "{}".into(),
+            problems: "[]".into(),
+            ..Default::default()
+        };
+        state
+            .store
+            .save_flows(user, vec![record], OnClash::Rename, OnOwnId::Replace)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_for_run_checks_owner_flow_and_path() {
+        let dir = std::env::temp_dir().join(format!("fg-files-{}", uuid::Uuid::new_v4()));
+        let state = state_with_users(&dir).await;
+        let flow = "0b9e7f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+        flow_of(&state, "alice", flow).await;
+        let folder = flow_dir(&state, "alice", flow);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("2025-01-01_00-00-00_a.txt"), b"alice").unwrap();
+        std::fs::write(dir.join("outside.txt"), b"outside").unwrap();
+        let path = format!("{flow}/2025-01-01_00-00-00_a.txt");
+
+        assert_eq!(
+            read_for_run(&state, "alice", &path).await.unwrap(),
+            b"alice"
+        );
+        // Upper-case flow ids name the same flow.
+        let upper = format!("{}/2025-01-01_00-00-00_a.txt", flow.to_uppercase());
+        assert_eq!(
+            read_for_run(&state, "alice", &upper).await.unwrap(),
+            b"alice"
+        );
+        // Bob: not his flow, even though he knows the path.
+        assert!(read_for_run(&state, "bob", &path).await.is_err());
+        // Escapes and malformed paths.
+        for bad in [
+            format!("{flow}/../../../outside.txt"),
+            format!("{flow}/..%2Foutside.txt"),
+            "../outside.txt".to_string(),
+            "/etc/passwd".to_string(),
+            format!("{flow}/a/b"),
+            format!("{flow}/"),
+            "not-a-flow/a.txt".to_string(),
+            format!("{flow}/missing.txt"),
+        ] {
+            assert!(read_for_run(&state, "alice", &bad).await.is_err(), "{bad}");
+        }
+        // A symbolic link out of the folder is refused.
+        std::os::unix::fs::symlink(dir.join("outside.txt"), folder.join("link.txt")).unwrap();
+        let err = read_for_run(&state, "alice", &format!("{flow}/link.txt")).await;
+        assert!(err.is_err());
+        // Deleting the flow makes its files unreachable.
+        assert!(state.store.delete_flow("alice", flow).await.unwrap());
+        assert!(read_for_run(&state, "alice", &path).await.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn variables_lookup_decrypts_for_the_owner_only() {
+        let dir = std::env::temp_dir().join(format!("fg-vars-{}", uuid::Uuid::new_v4()));
+        let state = state_with_users(&dir).await;
+        let mut row = flowgate_store::VariableRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: "alice".into(),
+            name: "OPENAI_API_KEY".into(),
+            var_type: crate::variables::CREDENTIAL.into(),
+            ..Default::default()
+        };
+        row.value = state
+            .variable_cipher
+            .encrypt(&row.user_id, &row.id, "sk-alice")
+            .unwrap();
+        state.store.create_variable(&row).await.unwrap();
+        let generic = flowgate_store::VariableRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: "alice".into(),
+            name: "REGION".into(),
+            value: "eu".into(),
+            var_type: crate::variables::GENERIC.into(),
+            ..Default::default()
+        };
+        state.store.create_variable(&generic).await.unwrap();
+        use crate::variables::lookup;
+        assert_eq!(
+            lookup(&state, "alice", "OPENAI_API_KEY").await.as_deref(),
+            Some("sk-alice")
+        );
+        assert_eq!(
+            lookup(&state, "alice", "REGION").await.as_deref(),
+            Some("eu")
+        );
+        assert_eq!(lookup(&state, "bob", "OPENAI_API_KEY").await, None);
+        assert_eq!(lookup(&state, "alice", "MISSING").await, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn names() {

@@ -44,9 +44,22 @@ pub fn valid_endpoint_name(name: &str) -> bool {
 
 /// Top-level fields flowgate keeps in columns. Everything else rides along in `extra`.
 const MODELED: &[&str] = &[
-    "name", "description", "icon", "icon_bg_color", "gradient", "is_component", "webhook",
-    "endpoint_name", "tags", "locked", "mcp_enabled", "action_name", "action_description",
-    "access_type", "flow_type", "folder_id",
+    "name",
+    "description",
+    "icon",
+    "icon_bg_color",
+    "gradient",
+    "is_component",
+    "webhook",
+    "endpoint_name",
+    "tags",
+    "locked",
+    "mcp_enabled",
+    "action_name",
+    "action_description",
+    "access_type",
+    "flow_type",
+    "folder_id",
 ];
 /// Fields the server owns: taken from the server, never from the document.
 const SERVER_OWNED: &[&str] = &["id", "user_id", "updated_at", "workspace_id"];
@@ -108,9 +121,14 @@ pub fn apply_fields(record: &mut FlowRecord, obj: &Map<String, Value>) -> Result
             "icon_bg_color" => {
                 let color = string_field("icon_bg_color", value)?;
                 if let Some(c) = &color
-                    && !(c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+                    && !(c.len() == 7
+                        && c.starts_with('#')
+                        && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
                 {
-                    return Err(DocError::new("icon_bg_color", "Icon background color must be a # and 6 hex digits"));
+                    return Err(DocError::new(
+                        "icon_bg_color",
+                        "Icon background color must be a # and 6 hex digits",
+                    ));
                 }
                 record.icon_bg_color = color;
             }
@@ -124,30 +142,44 @@ pub fn apply_fields(record: &mut FlowRecord, obj: &Map<String, Value>) -> Result
                 if let Some(e) = &endpoint
                     && !valid_endpoint_name(e)
                 {
-                    return Err(DocError::new("endpoint_name", format!("Value error, {ENDPOINT_RULE}")));
+                    return Err(DocError::new(
+                        "endpoint_name",
+                        format!("Value error, {ENDPOINT_RULE}"),
+                    ));
                 }
                 record.endpoint_name = endpoint;
             }
             "tags" => {
                 record.tags = match value {
                     Value::Null => None,
-                    Value::Array(items) if items.iter().all(Value::is_string) => Some(value.to_string()),
+                    Value::Array(items) if items.iter().all(Value::is_string) => {
+                        Some(value.to_string())
+                    }
                     _ => return Err(DocError::new("tags", "tags must be a list of strings")),
                 }
             }
             "action_name" => record.action_name = string_field("action_name", value)?,
-            "action_description" => record.action_description = string_field("action_description", value)?,
+            "action_description" => {
+                record.action_description = string_field("action_description", value)?
+            }
             "access_type" => {
-                let access = string_field("access_type", value)?.unwrap_or_else(|| "PRIVATE".into());
+                let access =
+                    string_field("access_type", value)?.unwrap_or_else(|| "PRIVATE".into());
                 if access != "PRIVATE" && access != "PUBLIC" {
-                    return Err(DocError::new("access_type", "access_type must be PRIVATE or PUBLIC"));
+                    return Err(DocError::new(
+                        "access_type",
+                        "access_type must be PRIVATE or PUBLIC",
+                    ));
                 }
                 record.access_type = access;
             }
             "flow_type" => {
                 let kind = string_field("flow_type", value)?.unwrap_or_else(|| "workflow".into());
                 if kind != "workflow" && kind != "agent" {
-                    return Err(DocError::new("flow_type", "flow_type must be workflow or agent"));
+                    return Err(DocError::new(
+                        "flow_type",
+                        "flow_type must be workflow or agent",
+                    ));
                 }
                 record.flow_type = kind;
             }
@@ -179,7 +211,8 @@ pub fn set_data(record: &mut FlowRecord, data: &Value) -> Result<(), DocError> {
     if !obj.contains_key("edges") {
         return Err(DocError::new("data", "Value error, Flow must have edges"));
     }
-    let flow = flowgate_engine::parse_flow(data).map_err(|e| DocError::new("data", e.to_string()))?;
+    let flow =
+        flowgate_engine::parse_flow(data).map_err(|e| DocError::new("data", e.to_string()))?;
     let problems = flowgate_engine::check_flow(&flow);
     record.webhook = record.webhook || flow_has_webhook(data);
     record.problems = serde_json::to_string(&problems).expect("problems serialise");
@@ -196,8 +229,12 @@ fn flow_has_webhook(data: &Value) -> bool {
 
 /// Recomputes `problems` from the stored data (after the engine gained components).
 pub fn recheck(record: &mut FlowRecord) {
-    let Some(data) = record.data.as_deref() else { return };
-    let Ok(value) = serde_json::from_str::<Value>(data) else { return };
+    let Some(data) = record.data.as_deref() else {
+        return;
+    };
+    let Ok(value) = serde_json::from_str::<Value>(data) else {
+        return;
+    };
     if let Ok(flow) = flowgate_engine::parse_flow(&value) {
         record.problems =
             serde_json::to_string(&flowgate_engine::check_flow(&flow)).expect("problems serialise");
@@ -221,7 +258,10 @@ fn string_field(field: &'static str, value: &Value) -> Result<Option<String>, Do
         Value::Null => Ok(None),
         Value::String(s) => {
             if s.chars().any(|c| c == '\0') {
-                return Err(DocError::new(field, format!("{field} must not contain NUL characters")));
+                return Err(DocError::new(
+                    field,
+                    format!("{field} must not contain NUL characters"),
+                ));
             }
             Ok(Some(s.clone()))
         }
@@ -233,7 +273,10 @@ fn bool_field(field: &'static str, value: &Value) -> Result<bool, DocError> {
     match value {
         Value::Null => Ok(false),
         Value::Bool(b) => Ok(*b),
-        _ => Err(DocError::new(field, format!("{field} must be true or false"))),
+        _ => Err(DocError::new(
+            field,
+            format!("{field} must be true or false"),
+        )),
     }
 }
 
@@ -326,7 +369,11 @@ pub fn export_document(record: &FlowRecord) -> Value {
             doc.insert((*key).to_string(), value);
         }
     }
-    let mut data = record.data.as_deref().map(parse_json_text).unwrap_or(Value::Null);
+    let mut data = record
+        .data
+        .as_deref()
+        .map(parse_json_text)
+        .unwrap_or(Value::Null);
     scrub_secrets(&mut data);
     doc.insert("data".into(), data);
     for key in SERVER_OWNED {
@@ -335,13 +382,18 @@ pub fn export_document(record: &FlowRecord) -> Value {
     doc.insert("id".into(), record.id.clone().into());
     doc.insert("user_id".into(), record.user_id.clone().into());
     doc.insert("folder_id".into(), json!(record.folder_id));
-    doc.insert("updated_at".into(), timefmt::second_time(record.updated_at).into());
+    doc.insert(
+        "updated_at".into(),
+        timefmt::second_time(record.updated_at).into(),
+    );
     Value::Object(doc)
 }
 
 /// Clears literal values of password fields; `load_from_db` values are variable names, kept.
 pub fn scrub_secrets(data: &mut Value) {
-    let Some(nodes) = data.get_mut("nodes").and_then(Value::as_array_mut) else { return };
+    let Some(nodes) = data.get_mut("nodes").and_then(Value::as_array_mut) else {
+        return;
+    };
     for node in nodes {
         let Some(template) = node
             .pointer_mut("/data/node/template")
@@ -368,7 +420,13 @@ pub fn file_name_for(record: &FlowRecord) -> String {
     let safe: String = record
         .name
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let safe = safe.trim();
     if safe.is_empty() {
@@ -398,7 +456,10 @@ mod tests {
             DocError::new("data", "Value error, Flow must have nodes")
         );
         let doc = json!({"name": "x", "data": {"nodes": []}});
-        assert_eq!(record_from_document(&doc, "u").unwrap_err().message, "Value error, Flow must have edges");
+        assert_eq!(
+            record_from_document(&doc, "u").unwrap_err().message,
+            "Value error, Flow must have edges"
+        );
         let doc = json!({"data": {"nodes": [], "edges": []}});
         assert_eq!(record_from_document(&doc, "u").unwrap_err().field, "name");
     }

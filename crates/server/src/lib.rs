@@ -67,13 +67,19 @@ pub async fn ensure_superuser(store: &Store, config: &Config) -> anyhow::Result<
 
 /// Whether the configured superuser's stored password is still the documented default. One
 /// Argon2 verification (tens of milliseconds).
-pub async fn superuser_uses_default_password(store: &Store, config: &Config) -> anyhow::Result<bool> {
+pub async fn superuser_uses_default_password(
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<bool> {
     let Some(user) = store.user_by_username(&config.superuser).await? else {
         return Ok(false);
     };
     let stored = user.password_hash;
     let default = config::DEFAULT_SUPERUSER_PASSWORD;
-    Ok(tokio::task::spawn_blocking(move || password::verify(default, &stored) != password::Verdict::Wrong).await?)
+    Ok(tokio::task::spawn_blocking(move || {
+        password::verify(default, &stored) != password::Verdict::Wrong
+    })
+    .await?)
 }
 
 /// Creates the superuser when missing and tells whether it uses the default password.

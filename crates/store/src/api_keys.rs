@@ -195,7 +195,7 @@ impl Store {
         if deltas.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         for delta in deltas {
             sqlx::query(
                 "UPDATE api_keys SET total_uses = total_uses + $1, \

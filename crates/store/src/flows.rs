@@ -127,7 +127,7 @@ impl Store {
         on_clash: OnClash,
         on_own_id: OnOwnId,
     ) -> Result<Vec<FlowRecord>, FlowSaveError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut saved = Vec::with_capacity(flows.len());
         for mut flow in flows {
             flow.user_id = user_id.to_string();
@@ -139,7 +139,9 @@ impl Store {
                 .transpose()?;
             let replacing = match owner {
                 Some(owner) if owner != user_id => return Err(FlowSaveError::ForeignId(flow.id)),
-                Some(_) if on_own_id == OnOwnId::Refuse => return Err(FlowSaveError::IdExists(flow.id)),
+                Some(_) if on_own_id == OnOwnId::Refuse => {
+                    return Err(FlowSaveError::IdExists(flow.id));
+                }
                 Some(_) => true,
                 None => false,
             };
@@ -167,11 +169,17 @@ impl Store {
 
     /// The user's flows, most recently updated first; without `data` when `headers_only`.
     pub async fn list_flows(&self, user_id: &str, headers_only: bool) -> Result<Vec<FlowRecord>> {
-        let columns = if headers_only { HEADER_COLUMNS } else { FLOW_COLUMNS };
-        let sql = format!(
-            "SELECT {columns} FROM flows WHERE user_id = $1 ORDER BY updated_at DESC, id"
-        );
-        let rows = sqlx::query(&sql).bind(user_id).fetch_all(self.pool()).await?;
+        let columns = if headers_only {
+            HEADER_COLUMNS
+        } else {
+            FLOW_COLUMNS
+        };
+        let sql =
+            format!("SELECT {columns} FROM flows WHERE user_id = $1 ORDER BY updated_at DESC, id");
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(flow_from_row).collect()
     }
 
@@ -186,7 +194,11 @@ impl Store {
     }
 
     /// By id, or else by the user's endpoint name: how run routes address a flow.
-    pub async fn flow_by_id_or_endpoint(&self, user_id: &str, ident: &str) -> Result<Option<FlowRecord>> {
+    pub async fn flow_by_id_or_endpoint(
+        &self,
+        user_id: &str,
+        ident: &str,
+    ) -> Result<Option<FlowRecord>> {
         let sql = format!(
             "SELECT {FLOW_COLUMNS} FROM flows WHERE user_id = $1 AND (id = $2 OR endpoint_name = $3) \
              ORDER BY CASE WHEN id = $4 THEN 0 ELSE 1 END LIMIT 1"
@@ -214,8 +226,12 @@ impl Store {
 
     /// Replaces a flow the caller owns with `flow` (PATCH after merging). Name and endpoint
     /// clashes are refused.
-    pub async fn update_flow(&self, user_id: &str, mut flow: FlowRecord) -> Result<FlowRecord, FlowSaveError> {
-        let mut tx = self.pool().begin().await?;
+    pub async fn update_flow(
+        &self,
+        user_id: &str,
+        mut flow: FlowRecord,
+    ) -> Result<FlowRecord, FlowSaveError> {
+        let mut tx = self.write_tx().await?;
         flow.user_id = user_id.to_string();
         let id = flow.id.clone();
         if taken(&mut tx, "name", user_id, &flow.name, Some(&id)).await? {
@@ -247,7 +263,11 @@ impl Store {
     }
 
     /// Flows whose problems were computed under another component registry (any owner).
-    pub async fn flows_with_stale_problems(&self, fingerprint: &str, limit: i64) -> Result<Vec<FlowRecord>> {
+    pub async fn flows_with_stale_problems(
+        &self,
+        fingerprint: &str,
+        limit: i64,
+    ) -> Result<Vec<FlowRecord>> {
         let sql = format!(
             "SELECT {FLOW_COLUMNS} FROM flows WHERE problems_version <> $1 ORDER BY id LIMIT $2"
         );
@@ -260,7 +280,12 @@ impl Store {
     }
 
     /// Records re-computed problems without touching `updated_at`.
-    pub async fn set_flow_problems(&self, id: &str, problems: &str, fingerprint: &str) -> Result<()> {
+    pub async fn set_flow_problems(
+        &self,
+        id: &str,
+        problems: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
         sqlx::query("UPDATE flows SET problems = $1, problems_version = $2 WHERE id = $3")
             .bind(problems)
             .bind(fingerprint)
@@ -271,11 +296,13 @@ impl Store {
     }
 
     pub async fn count_flows(&self, user_id: &str) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM flows WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM flows WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
     }
 }
 
@@ -287,7 +314,8 @@ async fn taken(
     value: &str,
     except_id: Option<&str>,
 ) -> Result<bool> {
-    let sql = format!("SELECT id FROM flows WHERE user_id = $1 AND {column} = $2 AND id <> $3 LIMIT 1");
+    let sql =
+        format!("SELECT id FROM flows WHERE user_id = $1 AND {column} = $2 AND id <> $3 LIMIT 1");
     Ok(sqlx::query(&sql)
         .bind(user_id)
         .bind(value)
@@ -312,16 +340,23 @@ async fn unique_name(
         return Err(FlowSaveError::NameTaken);
     }
     let prefix = format!("{name} (");
-    let rows = sqlx::query("SELECT name FROM flows WHERE user_id = $1 AND substr(name, 1, $2) = $3")
-        .bind(user_id)
-        .bind(prefix.chars().count() as i64)
-        .bind(&prefix)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT name FROM flows WHERE user_id = $1 AND substr(name, 1, CAST($2 AS INTEGER)) = $3",
+    )
+    .bind(user_id)
+    .bind(prefix.chars().count() as i64)
+    .bind(&prefix)
+    .fetch_all(&mut **tx)
+    .await?;
     let highest = rows
         .iter()
         .filter_map(|r| r.try_get::<String, _>("name").ok())
-        .filter_map(|n| n.strip_prefix(&prefix)?.strip_suffix(')')?.parse::<u64>().ok())
+        .filter_map(|n| {
+            n.strip_prefix(&prefix)?
+                .strip_suffix(')')?
+                .parse::<u64>()
+                .ok()
+        })
         .max()
         .unwrap_or(0);
     Ok(format!("{name} ({})", highest + 1))
@@ -343,7 +378,7 @@ async fn unique_endpoint(
     }
     let prefix = format!("{endpoint}-");
     let rows = sqlx::query(
-        "SELECT endpoint_name FROM flows WHERE user_id = $1 AND substr(endpoint_name, 1, $2) = $3",
+        "SELECT endpoint_name FROM flows WHERE user_id = $1 AND substr(endpoint_name, 1, CAST($2 AS INTEGER)) = $3",
     )
     .bind(user_id)
     .bind(prefix.chars().count() as i64)

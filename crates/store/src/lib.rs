@@ -156,6 +156,17 @@ impl Store {
         &self.epoch
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY_SNAPSHOT if another connection committed in between, which `busy_timeout`
+    /// cannot help with. Waiting for the lock at BEGIN is what `busy_timeout` handles.
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Readiness probe: one round trip.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -67,7 +67,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         for m in rows {
             sqlx::query(UPSERT)
                 .bind(&m.id)

@@ -114,7 +114,7 @@ impl Store {
     /// Applies `update` and returns the new row (`None` when the user does not exist). Bumps the
     /// auth epoch: caches elsewhere hold copies of users and of refused keys.
     pub async fn update_user(&self, id: &str, update: UserUpdate) -> Result<Option<UserRow>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

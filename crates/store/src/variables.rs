@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::{Result, Store, now_micros};
 
 /// A variable as stored (`value` is ciphertext for Credential variables).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VariableRow {
     pub id: String,
     pub user_id: String,

@@ -45,7 +45,9 @@ fn doc_error(e: DocError) -> ApiError {
 
 fn save_error(e: FlowSaveError) -> ApiError {
     match e {
-        FlowSaveError::NameTaken | FlowSaveError::EndpointTaken => ApiError::Conflict(e.to_string()),
+        FlowSaveError::NameTaken | FlowSaveError::EndpointTaken => {
+            ApiError::Conflict(e.to_string())
+        }
         FlowSaveError::ForeignId(id) => ApiError::Conflict(format!(
             "Flow id {id} belongs to another user; remove \"id\" to import it as a new flow"
         )),
@@ -62,7 +64,10 @@ fn save_error(e: FlowSaveError) -> ApiError {
 /// Finds one of the caller's flows by UUID or by endpoint name.
 pub async fn find_flow(state: &AppState, user_id: &str, ident: &str) -> ApiResult<FlowRecord> {
     let found = if let Ok(id) = uuid::Uuid::try_parse(ident) {
-        state.store.flow(user_id, &id.hyphenated().to_string()).await?
+        state
+            .store
+            .flow(user_id, &id.hyphenated().to_string())
+            .await?
     } else if flowdoc::valid_endpoint_name(ident) {
         state.store.flow_by_id_or_endpoint(user_id, ident).await?
     } else {
@@ -79,7 +84,12 @@ async fn create(
     let record = flowdoc::record_from_document(&doc, &auth.user.id).map_err(doc_error)?;
     let saved = state
         .store
-        .save_flows(&auth.user.id, vec![record], OnClash::Rename, OnOwnId::Refuse)
+        .save_flows(
+            &auth.user.id,
+            vec![record],
+            OnClash::Rename,
+            OnOwnId::Refuse,
+        )
         .await
         .map_err(save_error)?;
     state.flow_cache.invalidate_user(&auth.user.id);
@@ -102,20 +112,35 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
-    let flows = state.store.list_flows(&auth.user.id, q.header_flows).await?;
+    let flows = state
+        .store
+        .list_flows(&auth.user.id, q.header_flows)
+        .await?;
     let keep = |f: &&FlowRecord| {
         (!q.components_only || f.is_component)
-            && q.folder_id.as_ref().is_none_or(|id| f.folder_id.as_ref() == Some(id))
+            && q.folder_id
+                .as_ref()
+                .is_none_or(|id| f.folder_id.as_ref() == Some(id))
     };
     let items: Vec<Value> = flows
         .iter()
         .filter(keep)
-        .map(|f| if q.header_flows { flowdoc::flow_header(f) } else { flowdoc::flow_read(f) })
+        .map(|f| {
+            if q.header_flows {
+                flowdoc::flow_header(f)
+            } else {
+                flowdoc::flow_read(f)
+            }
+        })
         .collect();
     Ok(Json(items).into_response())
 }
 
-async fn read(State(state): State<AppState>, auth: Auth, Path(flow): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(flow): Path<String>,
+) -> ApiResult<Json<Value>> {
     let record = find_flow(&state, &auth.user.id, &flow).await?;
     Ok(Json(flowdoc::flow_read(&record)))
 }
@@ -127,7 +152,11 @@ async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let Value::Object(mut fields) = body else {
-        return Err(ApiError::invalid_field("body", "model_type", "the body must be a JSON object"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "model_type",
+            "the body must be a JSON object",
+        ));
     };
     let mut record = find_flow(&state, &auth.user.id, &flow).await?;
     let data = fields.remove("data");
@@ -144,7 +173,9 @@ async fn update(
         .update_flow(&auth.user.id, record)
         .await
         .map_err(|e| match e {
-            FlowSaveError::NameTaken | FlowSaveError::EndpointTaken => ApiError::BadRequest(e.to_string()),
+            FlowSaveError::NameTaken | FlowSaveError::EndpointTaken => {
+                ApiError::BadRequest(e.to_string())
+            }
             other => save_error(other),
         })?;
     state.flow_cache.invalidate_user(&auth.user.id);
@@ -159,10 +190,15 @@ async fn upsert(
 ) -> ApiResult<Response> {
     let id = crate::ids::parse_uuid(&flow, "flow_id")?;
     let Value::Object(mut obj) = doc else {
-        return Err(ApiError::invalid_field("body", "model_type", "the body must be a JSON object"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "model_type",
+            "the body must be a JSON object",
+        ));
     };
     obj.insert("id".into(), Value::String(id.clone()));
-    let record = flowdoc::record_from_document(&Value::Object(obj), &auth.user.id).map_err(doc_error)?;
+    let record =
+        flowdoc::record_from_document(&Value::Object(obj), &auth.user.id).map_err(doc_error)?;
     let existed = state.store.flow(&auth.user.id, &id).await?.is_some();
     let saved = state
         .store
@@ -173,11 +209,19 @@ async fn upsert(
             other => save_error(other),
         })?;
     state.flow_cache.invalidate_user(&auth.user.id);
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(flowdoc::flow_read(&saved[0]))).into_response())
 }
 
-async fn remove(State(state): State<AppState>, auth: Auth, Path(flow): Path<String>) -> ApiResult<Json<Value>> {
+async fn remove(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(flow): Path<String>,
+) -> ApiResult<Json<Value>> {
     let record = find_flow(&state, &auth.user.id, &flow).await?;
     if !state.store.delete_flow(&auth.user.id, &record.id).await? {
         return Err(ApiError::NotFound(FLOW_NOT_FOUND.into()));
@@ -217,7 +261,12 @@ async fn upload(
     Extension(BodyLimit(limit)): Extension<BodyLimit>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
-    let mut multipart = multipart.map_err(|e| ApiError::BadRequest(format!("Expected a multipart form with a file field: {}", e.body_text())))?;
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Expected a multipart form with a file field: {}",
+            e.body_text()
+        ))
+    })?;
     let mut file: Option<Bytes> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         if field.name() == Some("file") {
@@ -234,13 +283,23 @@ async fn upload(
     for (i, doc) in docs.iter().enumerate() {
         let mut record = flowdoc::record_from_document(doc, &auth.user.id).map_err(|e| {
             let name = doc.get("name").and_then(Value::as_str).unwrap_or("?");
-            ApiError::invalid_field(e.field, "value_error", format!("flows[{i}] ({name:?}): {}", e.message))
+            ApiError::invalid_field(
+                e.field,
+                "value_error",
+                format!("flows[{i}] ({name:?}): {}", e.message),
+            )
         })?;
         if record.data.is_none() {
-            return Err(ApiError::invalid_field("data", "missing", format!("flows[{i}]: a flow needs data with nodes and edges")));
+            return Err(ApiError::invalid_field(
+                "data",
+                "missing",
+                format!("flows[{i}]: a flow needs data with nodes and edges"),
+            ));
         }
         if doc.get("id").is_some_and(|v| !v.is_null()) && !seen_ids.insert(record.id.clone()) {
-            return Err(ApiError::Unprocessable("Invalid upload: duplicate flow IDs are not allowed".into()));
+            return Err(ApiError::Unprocessable(
+                "Invalid upload: duplicate flow IDs are not allowed".into(),
+            ));
         }
         if let Some(folder) = &q.folder_id {
             record.folder_id = Some(crate::ids::parse_uuid(folder, "folder_id")?);
@@ -270,12 +329,15 @@ pub fn documents_in_upload(contents: &[u8], limit: usize) -> ApiResult<Vec<Value
     if contents.starts_with(b"PK\x03\x04") || contents.starts_with(b"PK\x05\x06") {
         let mut docs = Vec::new();
         for (name, bytes) in zip_json_files(contents, limit)? {
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::BadRequest(format!("Invalid JSON file {name} in the ZIP: {e}")))?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::BadRequest(format!("Invalid JSON file {name} in the ZIP: {e}"))
+            })?;
             docs.extend(documents_in_value(value, Some(&name))?);
         }
         if docs.is_empty() {
-            return Err(ApiError::BadRequest("No valid flow JSON files found in the ZIP".into()));
+            return Err(ApiError::BadRequest(
+                "No valid flow JSON files found in the ZIP".into(),
+            ));
         }
         return Ok(docs);
     }
@@ -294,7 +356,9 @@ fn documents_in_value(value: Value, file: Option<&str>) -> ApiResult<Vec<Value>>
     match obj.remove("flows") {
         Some(Value::Array(flows)) => {
             if let Some(i) = flows.iter().position(|f| !f.is_object()) {
-                return Err(ApiError::Unprocessable(format!("Invalid JSON{origin}: flows[{i}] is not an object")));
+                return Err(ApiError::Unprocessable(format!(
+                    "Invalid JSON{origin}: flows[{i}] is not an object"
+                )));
             }
             Ok(flows)
         }
@@ -311,7 +375,9 @@ fn zip_json_files(contents: &[u8], limit: usize) -> ApiResult<Vec<(String, Vec<u
     let mut archive = zip::ZipArchive::new(Cursor::new(contents))
         .map_err(|e| ApiError::BadRequest(format!("Invalid ZIP file: {e}")))?;
     if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(ApiError::BadRequest(format!("The ZIP holds more than {MAX_ZIP_ENTRIES} files")));
+        return Err(ApiError::BadRequest(format!(
+            "The ZIP holds more than {MAX_ZIP_ENTRIES} files"
+        )));
     }
     let total_limit = limit.saturating_mul(4);
     let mut total = 0usize;
@@ -327,7 +393,9 @@ fn zip_json_files(contents: &[u8], limit: usize) -> ApiResult<Vec<(String, Vec<u
             || name.split('/').any(|part| part == "..")
             || entry.enclosed_name().is_none();
         if unsafe_name {
-            return Err(ApiError::BadRequest(format!("Unsafe file name in the ZIP: {name:?}")));
+            return Err(ApiError::BadRequest(format!(
+                "Unsafe file name in the ZIP: {name:?}"
+            )));
         }
         let is_json = name.to_ascii_lowercase().ends_with(".json");
         if entry.is_dir() || !is_json || name.starts_with("__MACOSX/") {
@@ -368,8 +436,14 @@ async fn download(
             let disposition = format!("attachment; filename=\"{stamp}_flowgate_flows.zip\"");
             Ok((
                 [
-                    (header::CONTENT_TYPE, HeaderValue::from_static("application/x-zip-compressed")),
-                    (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ascii")),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-zip-compressed"),
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&disposition).expect("ascii"),
+                    ),
                 ],
                 zip,
             )
@@ -392,7 +466,8 @@ pub fn zip_of(flows: &[FlowRecord]) -> anyhow::Result<Vec<u8>> {
             used.insert(name.clone());
         }
         writer.start_file(name, options)?;
-        writer.write_all(serde_json::to_string_pretty(&flowdoc::export_document(flow))?.as_bytes())?;
+        writer
+            .write_all(serde_json::to_string_pretty(&flowdoc::export_document(flow))?.as_bytes())?;
     }
     Ok(writer.finish()?.into_inner())
 }
@@ -402,7 +477,11 @@ pub fn zip_of(flows: &[FlowRecord]) -> anyhow::Result<Vec<u8>> {
 pub async fn refresh_stale_problems(state: AppState) {
     let fingerprint = flowdoc::registry_fingerprint();
     loop {
-        let batch = match state.store.flows_with_stale_problems(fingerprint, 100).await {
+        let batch = match state
+            .store
+            .flows_with_stale_problems(fingerprint, 100)
+            .await
+        {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "could not re-check stored flows");
@@ -419,7 +498,11 @@ pub async fn refresh_stale_problems(state: AppState) {
             })
             .await;
             let Ok(flow) = flow else { return };
-            if let Err(e) = state.store.set_flow_problems(&flow.id, &flow.problems, fingerprint).await {
+            if let Err(e) = state
+                .store
+                .set_flow_problems(&flow.id, &flow.problems, fingerprint)
+                .await
+            {
                 tracing::warn!(error = %e, "could not store re-checked problems");
                 return;
             }

@@ -57,12 +57,20 @@ async fn list(
         None => None,
         Some(raw) => Some(
             uuid::Uuid::try_parse(raw)
-                .map_err(|_| query_error("flow_id", "uuid_parsing", "Input should be a valid UUID"))?
+                .map_err(|_| {
+                    query_error("flow_id", "uuid_parsing", "Input should be a valid UUID")
+                })?
                 .hyphenated()
                 .to_string(),
         ),
     };
-    let descending = match q.order.as_deref().unwrap_or("ASC").to_ascii_uppercase().as_str() {
+    let descending = match q
+        .order
+        .as_deref()
+        .unwrap_or("ASC")
+        .to_ascii_uppercase()
+        .as_str()
+    {
         "ASC" => false,
         "DESC" => true,
         _ => {
@@ -72,17 +80,29 @@ async fn list(
             )));
         }
     };
-    let order_by = q.order_by.filter(|o| !o.is_empty());
+    // Langflow's default is `timestamp`; an explicitly empty `order_by` keeps the window as is.
+    let order_by = match q.order_by {
+        None => Some("timestamp".to_string()),
+        Some(o) => Some(o).filter(|o| !o.is_empty()),
+    };
     if let Some(o) = &order_by
         && !ORDER_FIELDS.contains(&o.as_str())
     {
         return Err(ApiError::BadRequest(format!("Invalid order_by field: {o}")));
     }
     if q.limit.is_some_and(|l| l < 0) {
-        return Err(query_error("limit", "greater_than_equal", "Input should be greater than or equal to 0"));
+        return Err(query_error(
+            "limit",
+            "greater_than_equal",
+            "Input should be greater than or equal to 0",
+        ));
     }
     if q.offset.is_some_and(|o| o < 0) {
-        return Err(query_error("offset", "greater_than_equal", "Input should be greater than or equal to 0"));
+        return Err(query_error(
+            "offset",
+            "greater_than_equal",
+            "Input should be greater than or equal to 0",
+        ));
     }
     let limit = match q.limit {
         None | Some(0) => DEFAULT_LIMIT,
@@ -104,11 +124,8 @@ async fn list(
     // The window is newest first; put it in the requested display order.
     match order_by.as_deref() {
         None => {}
-        Some("timestamp") => {
-            if !descending {
-                rows.reverse();
-            }
-        }
+        Some("timestamp") if descending => {}
+        Some("timestamp") => rows.reverse(),
         Some(field) => {
             rows.sort_by(|a, b| {
                 let (x, y) = (sort_key(a, field), sort_key(b, field));
@@ -150,7 +167,10 @@ fn message_response(row: &MessageRow) -> Value {
             .cloned()
             .unwrap_or_else(|| json!(langflow_time(row.timestamp))),
     );
-    m.insert("sender".into(), json!(row.sender.clone().unwrap_or_default()));
+    m.insert(
+        "sender".into(),
+        json!(row.sender.clone().unwrap_or_default()),
+    );
     m.insert(
         "sender_name".into(),
         json!(row.sender_name.clone().unwrap_or_default()),

@@ -130,12 +130,20 @@ pub async fn flow_for_key(
     ident: &str,
 ) -> ApiResult<Arc<CachedFlow>> {
     let user_id = key.user.id.as_str();
+    // A UUID in any case or without hyphens names the same flow; the 404 still echoes it as given.
+    let canonical = uuid::Uuid::try_parse(ident).map(|u| u.hyphenated().to_string());
+    let lookup = canonical.as_deref().unwrap_or(ident);
     state
         .flow_cache
         .sync_epoch(state.store.auth_epoch().current());
-    let flow = match state.flow_cache.get(user_id, ident) {
+    let flow = match state.flow_cache.get(user_id, lookup) {
         Some(flow) => flow,
-        None => load_flow(state, user_id, ident).await?,
+        None => load_flow(state, user_id, lookup)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound(_) => flow_not_found(ident),
+                other => other,
+            })?,
     };
     if !key.allows_flow(&flow.id, flow.endpoint_name.as_deref()) {
         return Err(flow_not_found(ident));
@@ -172,8 +180,8 @@ async fn load_flow(state: &AppState, user_id: &str, ident: &str) -> ApiResult<Ar
 
 fn compile(flow_id: &str, data: Option<&str>) -> Result<Arc<CompiledFlow>, String> {
     let data = data.ok_or("The flow has no data (nodes and edges)")?;
-    let value: Value =
-        serde_json::from_str(data).map_err(|e| format!("The flow's data is not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_str(data)
+        .map_err(|e| format!("The flow's data is not valid JSON: {e}"))?;
     let flow = flowgate_engine::parse_flow(&value).map_err(|e| e.to_string())?;
     flowgate_engine::compile(flow_id, &flow)
         .map(Arc::new)
@@ -386,9 +394,7 @@ pub fn advanced_request(bytes: &[u8], query_stream: Option<bool>) -> ApiResult<R
         output_component,
         tweaks: tweaks_of(&obj)?,
         session_id: session_id.filter(|s| !s.is_empty()),
-        stream: query_stream
-            .or(opt_bool(&obj, "stream")?)
-            .unwrap_or(false),
+        stream: query_stream.or(opt_bool(&obj, "stream")?).unwrap_or(false),
         webhook_payload: None,
     })
 }
@@ -433,10 +439,7 @@ async fn prepare(
     let flow = flow_for_key(state, key, ident).await?;
     let bytes = body_bytes(req, state).await?;
     let run = parse(&bytes, query_stream(uri)?)?;
-    let compiled = flow
-        .compiled
-        .clone()
-        .map_err(ApiError::Unprocessable)?;
+    let compiled = flow.compiled.clone().map_err(ApiError::Unprocessable)?;
     Ok((compiled, run))
 }
 
@@ -479,16 +482,13 @@ async fn stream(ctx: ServerRunContext, compiled: Arc<CompiledFlow>, run: RunRequ
         }
     }
     let first = first.map(|e| Bytes::from(e.to_sse_chunk()));
-    let body = futures::stream::unfold(
-        (rx, guard, first),
-        |(mut rx, guard, first)| async move {
-            let chunk = match first {
-                Some(chunk) => chunk,
-                None => Bytes::from(rx.recv().await?.to_sse_chunk()),
-            };
-            Some((Ok::<_, Infallible>(chunk), (rx, guard, None)))
-        },
-    );
+    let body = futures::stream::unfold((rx, guard, first), |(mut rx, guard, first)| async move {
+        let chunk = match first {
+            Some(chunk) => chunk,
+            None => Bytes::from(rx.recv().await?.to_sse_chunk()),
+        };
+        Some((Ok::<_, Infallible>(chunk), (rx, guard, None)))
+    });
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(
@@ -527,10 +527,7 @@ async fn webhook(
 ) -> ApiResult<Response> {
     let flow = flow_for_key(&state, &key, &ident).await?;
     let bytes = body_bytes(req, &state).await?;
-    let compiled = flow
-        .compiled
-        .clone()
-        .map_err(ApiError::Unprocessable)?;
+    let compiled = flow.compiled.clone().map_err(ApiError::Unprocessable)?;
     let run = RunRequest {
         webhook_payload: Some(String::from_utf8_lossy(&bytes).into_owned()),
         ..Default::default()
@@ -561,8 +558,11 @@ mod tests {
         assert_eq!(r, RunRequest::default());
         let r = run_request(br#"{"inputs": {"text": "hi"}, "tweaks": {}}"#, None).unwrap();
         assert_eq!(r.input_value.as_deref(), Some("hi"));
-        let r = run_request(br#"{"inputs": {"input_value": "x"}, "stream": true}"#, Some(false))
-            .unwrap();
+        let r = run_request(
+            br#"{"inputs": {"input_value": "x"}, "stream": true}"#,
+            Some(false),
+        )
+        .unwrap();
         assert_eq!(r.input_value.as_deref(), Some("x"));
         assert!(!r.stream, "the query wins");
         assert!(run_request(br#"{"stream": true}"#, None).unwrap().stream);

@@ -33,6 +33,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.js", JS),
     asset!("login.js", JS),
     asset!("api-keys.js", JS),
+    asset!("variables.js", JS),
     asset!("users.js", JS),
     asset!("flows.js", JS),
     asset!("flow.js", JS),

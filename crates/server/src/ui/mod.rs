@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/settings", get(pages::settings))
         .route("/settings/", get(pages::settings))
         .route("/settings/api-keys", get(pages::api_keys))
+        .route("/settings/variables", get(pages::variables))
         .route("/admin/users", get(pages::users))
         .route("/static/{file}", get(assets::serve))
         .layer(map_response(security_headers))

@@ -54,6 +54,12 @@ struct ApiKeysPage {
 }
 
 #[derive(Template)]
+#[template(path = "variables.html")]
+struct VariablesPage {
+    layout: Layout,
+}
+
+#[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
     layout: Layout,
@@ -193,7 +199,7 @@ pub async fn login(
 }
 
 pub async fn settings() -> Redirect {
-    // Later settings pages (`/settings/variables`) sit beside this one.
+    // The first settings page; `/settings/variables` sits beside it.
     Redirect::to("/settings/api-keys")
 }
 
@@ -209,6 +215,25 @@ pub async fn api_keys(State(state): State<AppState>, parts: Parts) -> Response {
             section: "settings",
             user: Some(user),
             scripts: &["api-keys.js"],
+        },
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// Settings → Global Variables. Credential values never reach the page: the API does not
+/// return them and the script masks them.
+pub async fn variables(State(state): State<AppState>, parts: Parts) -> Response {
+    let user = match signed_in(&state, &parts).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return to_login(&parts),
+        Err(e) => return server_error(e),
+    };
+    let page = VariablesPage {
+        layout: Layout {
+            title: "Global Variables",
+            section: "settings",
+            user: Some(user),
+            scripts: &["variables.js"],
         },
     };
     render(StatusCode::OK, &page)

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Run benchmark (issue: run flows). Builds the release binary, starts flowgate on 127.0.0.1 with a
+# throw-away data dir and message storage on (the default), and measures:
+#   1. POST /api/v1/run/peer-chat-echo (API key, {"input_value":"hello"}) next to GET /health in
+#      the same run, wrk 2 threads / 16 connections, DURATION seconds each, ROUNDS interleaved;
+#   2. a streamed run's added latency to the first token (Basic Prompting against a local fake
+#      model) versus calling the fake model directly, median of SAMPLES sequential calls each;
+#   3. RSS over RUNS (default 1,000,000) chat-echo runs: sampled every ~100k requests.
+# Environment: CARGO_TARGET_DIR, DURATION (10), ROUNDS (3), SAMPLES (300), RUNS (1000000), KEEP=1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+FIXTURES=${FIXTURES:-$ROOT/../shared/fixtures}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+SAMPLES=${SAMPLES:-300}
+RUNS=${RUNS:-1000000}
+BIN=$TARGET_DIR/release/flowgate
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+log "building the release binary"
+(cd "$ROOT" && cargo build --release --quiet -p flowgate)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/flowgate-bench-run.XXXXXX")
+PID=""; FAKE=""
+cleanup() {
+    [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+    [[ -n $FAKE ]] && kill "$FAKE" 2>/dev/null || true
+    [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+for name in $(env | grep -oE '^(FLOWGATE|LANGFLOW)_[A-Z0-9_]+' || true); do unset "$name"; done
+
+python3 "$ROOT/bench/fake_model.py" > "$WORK/fake.port" &
+FAKE=$!
+for _ in $(seq 100); do [[ -s $WORK/fake.port ]] && break; sleep 0.05; done
+FAKE_URL="http://127.0.0.1:$(cat "$WORK/fake.port")/v1"
+
+mkdir -p "$WORK/data"
+OPENAI_BASE_URL=$FAKE_URL "$BIN" serve --port 0 --data-dir "$WORK/data" >"$WORK/stdout" 2>"$WORK/server.log" &
+PID=$!
+for _ in $(seq 300); do
+    URL=$(sed -n 's/^flowgate .* listening on \(http:\/\/[^ ]*\).*/\1/p' "$WORK/stdout")
+    [[ -n $URL ]] && break
+    sleep 0.02
+done
+[[ -n $URL ]] || { log "server did not start"; cat "$WORK/server.log" >&2; exit 1; }
+log "server at $URL, fake model at $FAKE_URL"
+
+TOKEN=$(curl -s -X POST "$URL/api/v1/login" -d username=langflow -d password=langflow | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
+KEY=$(curl -s -X POST "$URL/api/v1/api_key/" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["api_key"])')
+curl -s -X POST "$URL/api/v1/flows/" -H "x-api-key: $KEY" -H 'Content-Type: application/json' --data-binary "@$FIXTURES/chat-echo.json" >/dev/null
+BP_ID=$(curl -s -X POST "$URL/api/v1/flows/" -H "x-api-key: $KEY" -H 'Content-Type: application/json' --data-binary "@$FIXTURES/langflow-starters/Basic Prompting.json" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
+
+cat > "$WORK/run.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"input_value":"hello"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = "$KEY"
+LUA
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status"; }
+wrk_stats() { # file → "req/s p50 p99"
+    python3 - "$1" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(v, u):
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", t))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.0f} {lat.get('50', 0):.2f} {lat.get('99', 0):.2f} {non2xx.group(1) if non2xx else 0}")
+PY
+}
+
+log "warm-up"
+wrk -t2 -c16 -d2s "$URL/health" >/dev/null
+wrk -t2 -c16 -d2s -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" >/dev/null
+echo "| round | /health req/s | p50 ms | p99 ms | run chat-echo req/s | p50 ms | p99 ms | non-2xx | run/health |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for r in $(seq "$ROUNDS"); do
+    wrk -t2 -c16 -d"${DURATION}s" --latency "$URL/health" > "$WORK/health-$r.txt"
+    wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/run-$r.txt"
+    read -r h50 h_p50 h_p99 _ <<<"$(wrk_stats "$WORK/health-$r.txt")"
+    read -r r50 r_p50 r_p99 r_bad <<<"$(wrk_stats "$WORK/run-$r.txt")"
+    ratio=$(python3 -c "print(f'{100*$r50/$h50:.0f} %')")
+    echo "| $r | $h50 | $h_p50 | $h_p99 | $r50 | $r_p50 | $r_p99 | $r_bad | $ratio |"
+done
+sleep 1.5
+STORED=$(curl -s "$URL/api/v1/monitor/messages?session_id=$(curl -s "$URL/api/v1/flows/peer-chat-echo" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(len(json.load(sys.stdin)))')
+echo
+echo "messages visible through /monitor/messages after the runs (listing shows at most 200): $STORED"
+
+log "first-token overhead"
+python3 - "$URL" "$KEY" "$BP_ID" "$FAKE_URL" "$SAMPLES" <<'PY'
+import json, socket, statistics, sys, time, urllib.parse
+url, key, flow, fake, samples = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+
+def first_marker(base, path, headers, body, marker):
+    u = urllib.parse.urlparse(base)
+    s = socket.create_connection((u.hostname, u.port))
+    data = json.dumps(body).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    t0 = time.perf_counter()
+    s.sendall(head.encode() + data)
+    buf = b""
+    while marker not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise SystemExit(f"no {marker!r} in {buf[:500]!r}")
+        buf += chunk
+    t = time.perf_counter() - t0
+    while s.recv(65536):
+        pass
+    s.close()
+    return t * 1000
+
+import urllib.request
+req = urllib.request.Request(f"{url}/api/v1/flows/{flow}", headers={"x-api-key": key})
+flow_json = json.load(urllib.request.urlopen(req))
+llm = next(n["id"] for n in flow_json["data"]["nodes"] if n["data"]["type"] == "LanguageModelComponent")
+run_body = {"input_value": "hello", "tweaks": {llm: {"model": "gpt-4o-mini", "api_key": "sk-fake", "stream": True}}}
+direct_body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+fake_path = urllib.parse.urlparse(fake).path + "/chat/completions"
+via, direct = [], []
+for i in range(samples + 20):
+    a = first_marker(url, f"/api/v1/run/{flow}?stream=true", {"x-api-key": key}, run_body, b'"event": "token"')
+    b = first_marker(fake, fake_path, {"Authorization": "Bearer sk-fake"}, direct_body, b'"content": "Hel"')
+    if i >= 20:
+        via.append(a)
+        direct.append(b)
+mv, md = statistics.median(via), statistics.median(direct)
+print()
+print("| first token (streamed Basic Prompting) | median ms | p90 ms |")
+print("|---|---|---|")
+print(f"| through flowgate (/api/v1/run?stream=true) | {mv:.2f} | {sorted(via)[int(len(via)*0.9)]:.2f} |")
+print(f"| the fake model directly | {md:.2f} | {sorted(direct)[int(len(direct)*0.9)]:.2f} |")
+print(f"| **overhead** | **{mv - md:.2f}** | |")
+PY
+
+log "RSS over $RUNS runs"
+echo
+echo "| runs so far | RSS MiB |"
+echo "|---|---|"
+echo "| 0 (after the rounds above) | $(rss) |"
+done_runs=0
+STEP=$((RUNS / 10))
+while (( done_runs < RUNS )); do
+    # Fixed request count per step: wrk has no count flag, so loop short runs and count them.
+    wrk -t2 -c16 -d5s -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/soak.txt"
+    n=$(awk '/requests in/ {print $1}' "$WORK/soak.txt")
+    done_runs=$((done_runs + n))
+    if (( done_runs / STEP != (done_runs - n) / STEP )); then
+        echo "| $done_runs | $(rss) |"
+    fi
+done
+echo "| $done_runs (end) | $(rss) |"
+echo
+echo "database after the soak: $(du -sh "$WORK/data" | cut -f1)"

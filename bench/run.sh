@@ -120,7 +120,7 @@ def first_marker(base, path, headers, body, marker):
 import urllib.request
 req = urllib.request.Request(f"{url}/api/v1/flows/{flow}", headers={"x-api-key": key})
 flow_json = json.load(urllib.request.urlopen(req))
-llm = next(n["id"] for n in flow_json["data"]["nodes"] if n["data"]["type"] == "LanguageModelComponent")
+llm = next(n["id"] for n in flow_json["data"]["nodes"] if n["data"].get("type") == "LanguageModelComponent")
 run_body = {"input_value": "hello", "tweaks": {llm: {"model": "gpt-4o-mini", "api_key": "sk-fake", "stream": True}}}
 direct_body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
 fake_path = urllib.parse.urlparse(fake).path + "/chat/completions"

@@ -795,6 +795,12 @@ async fn execute_inner(
                     message,
                 });
             }
+            Err(ComponentError::BadInput(message)) => {
+                return Err(RunError::Invalid(format!(
+                    "Error building Component {}: {message}",
+                    node.display_name
+                )));
+            }
             Err(ComponentError::Upstream { status, message }) => {
                 return Err(RunError::Upstream {
                     component: node.display_name.clone(),

@@ -566,7 +566,13 @@ async fn bad_uploads_get_clear_4xx_and_store_nothing() {
 
     // Too big.
     let big = vec![b' '; 1_200_000];
-    let (status, _) = upload(&s, &token, "big.json", big).await;
+    let status = oversized_status(|c| {
+        let part = reqwest::multipart::Part::bytes(big.clone()).file_name("big.json");
+        c.post(s.url("/api/v1/flows/upload/"))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+    })
+    .await;
     assert_eq!(status, 413);
 
     // ZIP with a path escaping upwards, and a ZIP bomb.

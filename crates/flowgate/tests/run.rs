@@ -675,7 +675,8 @@ async fn bad_bodies_and_flows_with_problems_are_422() {
     assert_eq!(status, 400);
     // An oversized body is 413.
     let big = json!({"input_value": "x".repeat(3 * 1024 * 1024)});
-    let (status, _) = run(&s, &path, Some(&key), Some(&big)).await;
+    let status =
+        oversized_status(|c| c.post(s.url(&path)).header("x-api-key", &key).json(&big)).await;
     assert_eq!(status, 413);
 
     // A flow with problems (an unsupported Agent) is stored, and running it is 422 naming the node.
@@ -1474,4 +1475,102 @@ async fn flow_ids_are_case_insensitive_on_run_routes() {
         res.json::<serde_json::Value>().await.unwrap(),
         common::detail(&format!("Flow identifier {missing} not found"))
     );
+}
+
+/// A file uploaded for a flow and named in a ChatInput `files` tweak reaches the model as an
+/// image content part (the seed script's `upload_file` + tweak pattern), and another user's
+/// file path is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_image_reaches_the_model_through_a_file_tweak() {
+    let (base, fake) = fake_provider().await;
+    let Setup { s, token, key, .. } = setup_with(&[("OPENAI_BASE_URL", &base)]).await;
+    let (flow_id, llm) = basic_prompting(&s, &token).await;
+    let doc = fixture("langflow-starters/Basic Prompting.json");
+    let chat_input = doc["data"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["data"]["type"] == "ChatInput")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A 1×1 PNG.
+    let png: Vec<u8> = [
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0,
+        0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44,
+        0x41, 0x54, 0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0,
+        0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ]
+    .to_vec();
+    let part = reqwest::multipart::Part::bytes(png.clone()).file_name("dot.png");
+    let res = s
+        .client
+        .post(s.url(&format!("/api/v1/upload/{flow_id}")))
+        .header("x-api-key", &key)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let uploaded: Value = res.json().await.unwrap();
+    let file_path = uploaded["file_path"].as_str().unwrap().to_string();
+    assert!(file_path.starts_with(&format!("{flow_id}/")), "{file_path}");
+
+    let body = json!({"input_value": "what is this?", "tweaks": {
+        chat_input.clone(): {"files": [file_path.clone()]},
+        llm.clone(): {"model": "gpt-4o-mini", "api_key": "x"},
+    }});
+    let (status, got) = run(
+        &s,
+        &format!("/api/v1/run/{flow_id}"),
+        Some(&key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    let sent = fake.last.lock().unwrap().clone();
+    let content = &sent["messages"].as_array().unwrap().last().unwrap()["content"];
+    let parts = content
+        .as_array()
+        .unwrap_or_else(|| panic!("expected content parts, got {content}"));
+    let image = parts
+        .iter()
+        .find(|p| p["type"] == "image_url")
+        .unwrap_or_else(|| panic!("no image part in {content}"));
+    let url = image["image_url"]["url"].as_str().unwrap();
+    assert!(url.starts_with("data:image/png;base64,"), "{url}");
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["type"] == "text" && p["text"].as_str().unwrap().contains("what is this?")),
+        "{content}"
+    );
+
+    // Bob cannot name alice's file in his own run.
+    let (_, bob) = s.user(&token, "bob").await;
+    let (bob_key, _) = s.key(&bob, json!({"name": "bob"})).await;
+    let mut bobs_doc = doc.clone();
+    bobs_doc.as_object_mut().unwrap().remove("id");
+    let bob_flow = post_flow(&s, &bob, &bobs_doc).await;
+    let bob_flow_id = bob_flow["id"].as_str().unwrap();
+    let (status, got) = run(
+        &s,
+        &format!("/api/v1/run/{bob_flow_id}"),
+        Some(&bob_key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        status, 422,
+        "a file that is not the caller's is bad input: {got}"
+    );
+    assert!(
+        got["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Could not read file"),
+        "{got}"
+    );
+    assert!(!got.to_string().contains("base64"), "{got}");
 }

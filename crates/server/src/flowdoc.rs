@@ -328,27 +328,59 @@ pub fn flow_read(record: &FlowRecord) -> Value {
     })
 }
 
-/// Langflow's `FlowHeader` shape plus `problems` (no data).
-pub fn flow_header(record: &FlowRecord) -> Value {
-    json!({
-        "id": record.id,
-        "name": record.name,
-        "folder_id": record.folder_id,
-        "is_component": record.is_component,
-        "endpoint_name": record.endpoint_name,
-        "description": record.description,
-        "data": null,
-        "access_type": record.access_type,
-        "tags": record.tags.as_deref().map(parse_json_text),
-        "mcp_enabled": record.mcp_enabled,
-        "flow_type": record.flow_type,
-        "a2a_enabled": false,
-        "a2a_card_overrides": null,
-        "action_name": record.action_name,
-        "action_description": record.action_description,
-        "updated_at": timefmt::second_time(record.updated_at),
-        "problems": problems_json(record),
-    })
+/// Langflow's `FlowHeader` shape plus `problems` (no data). Serialised straight from the
+/// record: stored JSON texts (`tags`, `problems`) are written as they are, not parsed and
+/// re-encoded, so listing thousands of flows stays cheap.
+#[derive(serde::Serialize)]
+pub struct FlowHeader<'a> {
+    id: &'a str,
+    name: &'a str,
+    folder_id: Option<&'a str>,
+    is_component: bool,
+    endpoint_name: Option<&'a str>,
+    description: Option<&'a str>,
+    data: Option<()>,
+    access_type: &'a str,
+    tags: Option<&'a serde_json::value::RawValue>,
+    mcp_enabled: bool,
+    flow_type: &'a str,
+    a2a_enabled: bool,
+    a2a_card_overrides: Option<()>,
+    action_name: Option<&'a str>,
+    action_description: Option<&'a str>,
+    updated_at: String,
+    problems: &'a serde_json::value::RawValue,
+}
+
+/// Stored JSON text as raw JSON; text that is not valid JSON (never written by flowgate) as null.
+fn raw_json(text: &str) -> Option<&serde_json::value::RawValue> {
+    serde_json::from_str::<&serde_json::value::RawValue>(text).ok()
+}
+
+pub fn flow_header(record: &FlowRecord) -> FlowHeader<'_> {
+    static EMPTY: std::sync::OnceLock<Box<serde_json::value::RawValue>> =
+        std::sync::OnceLock::new();
+    let empty =
+        EMPTY.get_or_init(|| serde_json::value::RawValue::from_string("[]".into()).expect("valid"));
+    FlowHeader {
+        id: &record.id,
+        name: &record.name,
+        folder_id: record.folder_id.as_deref(),
+        is_component: record.is_component,
+        endpoint_name: record.endpoint_name.as_deref(),
+        description: record.description.as_deref(),
+        data: None,
+        access_type: &record.access_type,
+        tags: record.tags.as_deref().and_then(raw_json),
+        mcp_enabled: record.mcp_enabled,
+        flow_type: &record.flow_type,
+        a2a_enabled: false,
+        a2a_card_overrides: None,
+        action_name: record.action_name.as_deref(),
+        action_description: record.action_description.as_deref(),
+        updated_at: timefmt::second_time(record.updated_at),
+        problems: raw_json(&record.problems).unwrap_or(empty),
+    }
 }
 
 /// The document a user downloads: what they imported (unknown fields included, in their order),

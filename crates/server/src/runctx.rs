@@ -24,6 +24,10 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const FLUSH_BATCH: usize = 500;
 /// Most rows one transaction writes.
 const MAX_BATCH: usize = 2000;
+/// Most messages that may wait for the writer. Past it, new runs wait (see
+/// [`MessageQueue::wait_for_room`]): memory stays bounded and nothing is dropped; clients see
+/// the rate the database can sustain.
+pub const MAX_PENDING: usize = 20_000;
 /// The header prefix that supplies global variables per request.
 const GLOBAL_VAR_HEADER: &str = "x-langflow-global-var-";
 
@@ -32,6 +36,8 @@ const GLOBAL_VAR_HEADER: &str = "x-langflow-global-var-";
 pub struct MessageQueue {
     pending: Mutex<Vec<MessageRow>>,
     wake: tokio::sync::Notify,
+    /// Signalled after every written batch, for runs waiting for room.
+    room: tokio::sync::Notify,
     /// Held while a batch is being written, so a flush returns only once every message queued
     /// before it is in the database.
     writing: tokio::sync::Mutex<()>,
@@ -59,6 +65,16 @@ impl MessageQueue {
         self.flush(store).await;
     }
 
+    /// Waits while the queue is full. Backpressure at the start of a run, because
+    /// `store_message` itself must not block.
+    pub async fn wait_for_room(&self) {
+        while self.pending_len() >= MAX_PENDING {
+            self.wake.notify_one();
+            // Re-check at least every 50 ms in case a notification raced the check.
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.room.notified()).await;
+        }
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.lock().expect("message queue lock").len()
     }
@@ -68,17 +84,27 @@ impl MessageQueue {
     pub async fn flush(&self, store: &Store) {
         let _writing = self.writing.lock().await;
         loop {
-            let batch: Vec<MessageRow> = {
+            // Take the whole queue at once (no O(n) shifting of a long backlog) and write it
+            // in transactions of at most MAX_BATCH rows.
+            let taken: Vec<MessageRow> = {
                 let mut pending = self.pending.lock().expect("message queue lock");
                 if pending.is_empty() {
                     return;
                 }
-                let n = pending.len().min(MAX_BATCH);
-                pending.drain(..n).collect()
+                std::mem::take(&mut *pending)
             };
-            if let Err(e) = store.upsert_messages(&batch).await {
+            for batch in taken.chunks(MAX_BATCH) {
+                self.write_batch(store, batch).await;
+            }
+            self.room.notify_waiters();
+        }
+    }
+
+    async fn write_batch(&self, store: &Store, batch: &[MessageRow]) {
+        {
+            if let Err(e) = store.upsert_messages(batch).await {
                 tracing::warn!(error = %e, rows = batch.len(), "could not write a batch of messages; retrying one by one");
-                for row in &batch {
+                for row in batch {
                     if let Err(e) = store.upsert_messages(std::slice::from_ref(row)).await {
                         tracing::error!(error = %e, message_id = %row.id, "could not store a message");
                     }

@@ -81,9 +81,10 @@ const FLOW_COLUMNS: &str = "id, user_id, name, description, icon, icon_bg_color,
     is_component, webhook, endpoint_name, tags, locked, mcp_enabled, action_name, \
     action_description, access_type, flow_type, folder_id, extra, problems, problems_version, \
     created_at, updated_at";
+/// Headers leave out the two large texts: the graph (`data`) and the imported document (`extra`).
 const HEADER_COLUMNS: &str = "id, user_id, name, description, icon, icon_bg_color, gradient, \
     NULL AS data, is_component, webhook, endpoint_name, tags, locked, mcp_enabled, action_name, \
-    action_description, access_type, flow_type, folder_id, extra, problems, problems_version, \
+    action_description, access_type, flow_type, folder_id, '{}' AS extra, problems, problems_version, \
     created_at, updated_at";
 
 fn flow_from_row(row: &AnyRow) -> Result<FlowRecord> {
@@ -325,7 +326,7 @@ async fn taken(
         .is_some())
 }
 
-/// Langflow's rule: `Name`, else `Name (N+1)` with N the highest existing suffix.
+/// Langflow's rule for names: `Name`, else `Name (N+1)` with N the highest existing suffix.
 async fn unique_name(
     tx: &mut Transaction<'_, Any>,
     user_id: &str,
@@ -333,36 +334,18 @@ async fn unique_name(
     except_id: Option<&str>,
     on_clash: OnClash,
 ) -> Result<String, FlowSaveError> {
-    if !taken(tx, "name", user_id, name, except_id).await? {
-        return Ok(name.to_string());
-    }
-    if on_clash == OnClash::Fail {
-        return Err(FlowSaveError::NameTaken);
-    }
-    let prefix = format!("{name} (");
-    let rows = sqlx::query(
-        "SELECT name FROM flows WHERE user_id = $1 AND substr(name, 1, CAST($2 AS INTEGER)) = $3",
-    )
-    .bind(user_id)
-    .bind(prefix.chars().count() as i64)
-    .bind(&prefix)
-    .fetch_all(&mut **tx)
-    .await?;
-    let highest = rows
-        .iter()
-        .filter_map(|r| r.try_get::<String, _>("name").ok())
-        .filter_map(|n| {
-            n.strip_prefix(&prefix)?
-                .strip_suffix(')')?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0);
-    Ok(format!("{name} ({})", highest + 1))
+    let numbered = Numbering {
+        column: "name",
+        before: " (",
+        after: ")",
+        taken: FlowSaveError::NameTaken,
+    };
+    numbered
+        .first_free(tx, user_id, name, except_id, on_clash)
+        .await
 }
 
-/// Langflow's rule: `ep`, else `ep-N+1` with N the highest numeric suffix.
+/// Langflow's rule for endpoint names: `ep`, else `ep-N+1` with N the highest numeric suffix.
 async fn unique_endpoint(
     tx: &mut Transaction<'_, Any>,
     user_id: &str,
@@ -370,28 +353,64 @@ async fn unique_endpoint(
     except_id: Option<&str>,
     on_clash: OnClash,
 ) -> Result<String, FlowSaveError> {
-    if !taken(tx, "endpoint_name", user_id, endpoint, except_id).await? {
-        return Ok(endpoint.to_string());
+    let numbered = Numbering {
+        column: "endpoint_name",
+        before: "-",
+        after: "",
+        taken: FlowSaveError::EndpointTaken,
+    };
+    numbered
+        .first_free(tx, user_id, endpoint, except_id, on_clash)
+        .await
+}
+
+/// How a clashing value of `column` gets a number: `{base}{before}{n}{after}`.
+struct Numbering {
+    column: &'static str,
+    before: &'static str,
+    after: &'static str,
+    taken: FlowSaveError,
+}
+
+impl Numbering {
+    async fn first_free(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        user_id: &str,
+        base: &str,
+        except_id: Option<&str>,
+        on_clash: OnClash,
+    ) -> Result<String, FlowSaveError> {
+        if !taken(tx, self.column, user_id, base, except_id).await? {
+            return Ok(base.to_string());
+        }
+        if on_clash == OnClash::Fail {
+            return Err(self.taken);
+        }
+        let prefix = format!("{base}{}", self.before);
+        let sql = format!(
+            "SELECT {col} AS v FROM flows WHERE user_id = $1 AND substr({col}, 1, CAST($2 AS INTEGER)) = $3",
+            col = self.column
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(prefix.chars().count() as i64)
+            .bind(&prefix)
+            .fetch_all(&mut **tx)
+            .await?;
+        let highest = rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("v").ok())
+            .filter_map(|v| {
+                v.strip_prefix(&prefix)?
+                    .strip_suffix(self.after)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        Ok(format!("{prefix}{}{}", highest + 1, self.after))
     }
-    if on_clash == OnClash::Fail {
-        return Err(FlowSaveError::EndpointTaken);
-    }
-    let prefix = format!("{endpoint}-");
-    let rows = sqlx::query(
-        "SELECT endpoint_name FROM flows WHERE user_id = $1 AND substr(endpoint_name, 1, CAST($2 AS INTEGER)) = $3",
-    )
-    .bind(user_id)
-    .bind(prefix.chars().count() as i64)
-    .bind(&prefix)
-    .fetch_all(&mut **tx)
-    .await?;
-    let highest = rows
-        .iter()
-        .filter_map(|r| r.try_get::<String, _>("endpoint_name").ok())
-        .filter_map(|n| n.strip_prefix(&prefix)?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    Ok(format!("{endpoint}-{}", highest + 1))
 }
 
 /// One bind list serves both statements; the UPDATE leaves `created_at` alone, so its `$21`

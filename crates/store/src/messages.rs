@@ -53,35 +53,74 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
     })
 }
 
-const UPSERT: &str = "INSERT INTO messages (id, user_id, flow_id, session_id, context_id, \
-    timestamp, sender, sender_name, text, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-    ON CONFLICT (id) DO UPDATE SET flow_id = excluded.flow_id, session_id = excluded.session_id, \
-    context_id = excluded.context_id, timestamp = excluded.timestamp, sender = excluded.sender, \
-    sender_name = excluded.sender_name, text = excluded.text, data = excluded.data \
-    WHERE messages.user_id = excluded.user_id";
+/// Rows per INSERT statement: 10 parameters each, far below SQLite's and PostgreSQL's limits.
+const ROWS_PER_STATEMENT: usize = 50;
+
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows. One
+/// statement per 50 messages instead of one per message: the per-statement overhead was what
+/// kept the writer behind a busy run route.
+fn upsert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=10).map(|c| format!("${}", r * 10 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO messages (id, user_id, flow_id, session_id, context_id, timestamp, sender, \
+         sender_name, text, data) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET flow_id = excluded.flow_id, session_id = excluded.session_id, \
+         context_id = excluded.context_id, timestamp = excluded.timestamp, sender = excluded.sender, \
+         sender_name = excluded.sender_name, text = excluded.text, data = excluded.data \
+         WHERE messages.user_id = excluded.user_id",
+        values.join(", ")
+    )
+}
 
 impl Store {
     /// Inserts or updates (by id) every message in ONE transaction. A row whose id belongs to
-    /// another user's message is left alone.
+    /// another user's message is left alone. When an id appears more than once (a streamed
+    /// model message and its final version), the last one wins.
     pub async fn upsert_messages(&self, rows: &[MessageRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
+        // PostgreSQL refuses to update one row twice in a statement: keep each id's last row.
+        let mut last = std::collections::HashMap::with_capacity(rows.len());
+        for (i, m) in rows.iter().enumerate() {
+            last.insert(m.id.as_str(), i);
+        }
+        let unique: Vec<&MessageRow> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
+            .map(|(_, m)| m)
+            .collect();
+        let full_sql = upsert_sql(ROWS_PER_STATEMENT);
         let mut tx = self.write_tx().await?;
-        for m in rows {
-            sqlx::query(UPSERT)
-                .bind(&m.id)
-                .bind(&m.user_id)
-                .bind(&m.flow_id)
-                .bind(&m.session_id)
-                .bind(&m.context_id)
-                .bind(m.timestamp)
-                .bind(&m.sender)
-                .bind(&m.sender_name)
-                .bind(&m.text)
-                .bind(&m.data)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+            let tail_sql;
+            let sql = if chunk.len() == ROWS_PER_STATEMENT {
+                full_sql.as_str()
+            } else {
+                tail_sql = upsert_sql(chunk.len());
+                tail_sql.as_str()
+            };
+            let mut query = sqlx::query(sql);
+            for m in chunk {
+                query = query
+                    .bind(&m.id)
+                    .bind(&m.user_id)
+                    .bind(&m.flow_id)
+                    .bind(&m.session_id)
+                    .bind(&m.context_id)
+                    .bind(m.timestamp)
+                    .bind(&m.sender)
+                    .bind(&m.sender_name)
+                    .bind(&m.text)
+                    .bind(&m.data);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -233,7 +233,7 @@ async fn settings(
             for f in msg.files.iter().chain(msg.attachments.iter()) {
                 if let Some(mime) = image_mime(f) {
                     let bytes = env.ctx.read_file(f).await.map_err(|e| {
-                        ComponentError::Failed(format!("Could not read file {f}: {e}"))
+                        ComponentError::BadInput(format!("Could not read file {f}: {e}"))
                     })?;
                     images.push(json!({"type": "image_url", "image_url": {"url": format!("data:{mime};base64,{}", base64(&bytes))}}));
                 }

@@ -197,6 +197,9 @@ impl Outcome {
 pub enum ComponentError {
     #[error("{0}")]
     Failed(String),
+    /// The request named something unusable (e.g. a file that is not the caller's): 422.
+    #[error("{0}")]
+    BadInput(String),
     /// A model provider answered with an error (status when it sent one).
     #[error("{message}")]
     Upstream {

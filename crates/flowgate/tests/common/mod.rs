@@ -261,3 +261,19 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The status of a request whose body is over a limit. The server answers 413 and closes the
+/// connection while the client may still be writing, which the client can report as a broken
+/// pipe instead of the response: use a throwaway client (so no shared pooled connection is left
+/// dead) and try again until a response is read.
+pub async fn oversized_status(
+    build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) -> StatusCode {
+    for _ in 0..10 {
+        let client = reqwest::Client::new();
+        if let Ok(res) = build(&client).send().await {
+            return res.status();
+        }
+    }
+    panic!("no response to an oversized request after 10 attempts");
+}

@@ -122,17 +122,15 @@ async fn list(
                 .as_ref()
                 .is_none_or(|id| f.folder_id.as_ref() == Some(id))
     };
-    let items: Vec<Value> = flows
-        .iter()
-        .filter(keep)
-        .map(|f| {
-            if q.header_flows {
-                flowdoc::flow_header(f)
-            } else {
-                flowdoc::flow_read(f)
-            }
-        })
-        .collect();
+    if q.header_flows {
+        let headers: Vec<flowdoc::FlowHeader> = flows
+            .iter()
+            .filter(keep)
+            .map(flowdoc::flow_header)
+            .collect();
+        return Ok(Json(headers).into_response());
+    }
+    let items: Vec<Value> = flows.iter().filter(keep).map(flowdoc::flow_read).collect();
     Ok(Json(items).into_response())
 }
 

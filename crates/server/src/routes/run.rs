@@ -450,6 +450,7 @@ async fn execute(
     headers: &HeaderMap,
     run: RunRequest,
 ) -> Response {
+    state.messages.wait_for_room().await;
     let ctx = ServerRunContext::new(state, key.user.id.clone(), headers);
     if !run.stream {
         // Dropping this future (client gone) drops the run with it.
@@ -532,6 +533,7 @@ async fn webhook(
         webhook_payload: Some(String::from_utf8_lossy(&bytes).into_owned()),
         ..Default::default()
     };
+    state.messages.wait_for_room().await;
     let ctx = ServerRunContext::new(state, key.user.id.clone(), &headers);
     let flow_id = flow.id.clone();
     tokio::spawn(async move {

@@ -30,7 +30,7 @@ pub async fn run(command: FlowsCommand) -> anyhow::Result<()> {
             let (config, store) = crate::commands::open(&db).await?;
             let owner = crate::commands::owner(&store, &config, user.as_deref()).await?;
             let record = store
-                .flow_by_id_or_endpoint(&owner.id, &normalise_ident(&flow))
+                .flow_by_id_or_endpoint(&owner.id, &flowdoc::canonical_ident(&flow))
                 .await?
                 .with_context(|| format!("no flow {flow:?} for user {:?}", owner.username))?;
             let text = serde_json::to_string_pretty(&flowdoc::export_document(&record))?;
@@ -63,12 +63,6 @@ pub async fn run(command: FlowsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn normalise_ident(ident: &str) -> String {
-    uuid::Uuid::try_parse(ident)
-        .map(|u| u.hyphenated().to_string())
-        .unwrap_or_else(|_| ident.to_string())
 }
 
 /// Files named, and the `.json`/`.zip` files inside named directories, sorted.

@@ -34,6 +34,15 @@ impl std::fmt::Display for DocError {
 pub const ENDPOINT_RULE: &str =
     "Endpoint name must contain only letters, numbers, hyphens, and underscores";
 
+/// How a flow is named in a URL or on the command line: a UUID in any case (or without
+/// hyphens) becomes the stored lowercase hyphenated id; anything else is an endpoint name, as is.
+pub fn canonical_ident(ident: &str) -> std::borrow::Cow<'_, str> {
+    match uuid::Uuid::try_parse(ident) {
+        Ok(id) => id.hyphenated().to_string().into(),
+        Err(_) => ident.into(),
+    }
+}
+
 pub fn valid_endpoint_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255

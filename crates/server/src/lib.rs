@@ -21,7 +21,6 @@ pub mod variables;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use flowgate_store::{NewUser, PoolSettings, Store, UsageDelta};
@@ -250,6 +249,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
-
-/// Bounded wait used by tests and tools polling a starting server.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -183,13 +183,6 @@ impl Store {
         Ok(deleted)
     }
 
-    pub async fn count_api_keys(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?)
-    }
-
     /// Adds accumulated usage in one transaction. Keys deleted meanwhile are skipped.
     pub async fn flush_key_usage(&self, deltas: &[UsageDelta<'_>]) -> Result<()> {
         if deltas.is_empty() {

@@ -295,16 +295,6 @@ impl Store {
             .await?;
         Ok(())
     }
-
-    pub async fn count_flows(&self, user_id: &str) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM flows WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(self.pool())
-                .await?
-                .try_get("n")?,
-        )
-    }
 }
 
 /// Whether `column = value` is used by another of the user's flows (other than `except_id`).

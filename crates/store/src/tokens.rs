@@ -1,8 +1,6 @@
 //! Refresh tokens are JWTs whose `jti` is recorded here, so logout can revoke one server-side
 //! and a refresh can rotate it (the old one stops working).
 
-use sqlx::Row;
-
 use crate::{Result, Store, now_micros};
 
 impl Store {
@@ -44,19 +42,5 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
-    }
-
-    pub async fn refresh_token_is_live(&self, jti: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT revoked, expires_at FROM refresh_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(match row {
-            Some(row) => {
-                row.try_get::<i64, _>("revoked")? == 0
-                    && row.try_get::<i64, _>("expires_at")? > now_micros()
-            }
-            None => false,
-        })
     }
 }

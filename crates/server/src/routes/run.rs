@@ -131,8 +131,8 @@ pub async fn flow_for_key(
 ) -> ApiResult<Arc<CachedFlow>> {
     let user_id = key.user.id.as_str();
     // A UUID in any case or without hyphens names the same flow; the 404 still echoes it as given.
-    let canonical = uuid::Uuid::try_parse(ident).map(|u| u.hyphenated().to_string());
-    let lookup = canonical.as_deref().unwrap_or(ident);
+    let canonical = flowdoc::canonical_ident(ident);
+    let lookup = canonical.as_ref();
     state
         .flow_cache
         .sync_epoch(state.store.auth_epoch().current());

@@ -1,6 +1,7 @@
 //! Values flowing along edges: Message, Data, DataFrame, plain JSON; and their
 //! serialisation in Langflow 1.13's exact shapes.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 /// `Utc::now()` formatted like Langflow: `2026-11-23 13:45:04.549509 UTC`.
@@ -10,8 +11,11 @@ pub fn now_timestamp() -> String {
         .to_string()
 }
 
+/// A fresh id for a message or a run: a UUID like Langflow's, but version 7 (time-ordered)
+/// rather than 4, so the messages table's primary-key index grows at its end instead of taking
+/// a random page per insert. Clients only ever see a UUID string either way.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,7 +25,7 @@ pub struct Source {
     pub source: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Usage {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
@@ -30,7 +34,7 @@ pub struct Usage {
 
 impl Usage {
     pub fn to_json(&self) -> Value {
-        json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "total_tokens": self.total_tokens})
+        serde_json::to_value(self).expect("usage serialises")
     }
 
     /// Sum of several usages (Langflow accumulates upstream LLM usage on ChatOutput).
@@ -86,19 +90,35 @@ impl Default for Properties {
 
 impl Properties {
     pub fn to_json(&self) -> Value {
-        json!({
-            "text_color": self.text_color,
-            "background_color": self.background_color,
-            "edited": self.edited,
-            "source": {"id": self.source.id, "display_name": self.source.display_name, "source": self.source.source},
-            "icon": self.icon,
-            "allow_markdown": self.allow_markdown,
-            "positive_feedback": self.positive_feedback,
-            "state": self.state,
-            "targets": self.targets,
-            "usage": self.usage.map(|u| u.to_json()),
-            "build_duration": self.build_duration,
-        })
+        serde_json::to_value(self).expect("properties serialise")
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("display_name", &self.display_name)?;
+        m.serialize_entry("source", &self.source)?;
+        m.end()
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(11))?;
+        m.serialize_entry("text_color", &self.text_color)?;
+        m.serialize_entry("background_color", &self.background_color)?;
+        m.serialize_entry("edited", &self.edited)?;
+        m.serialize_entry("source", &self.source)?;
+        m.serialize_entry("icon", &self.icon)?;
+        m.serialize_entry("allow_markdown", &self.allow_markdown)?;
+        m.serialize_entry("positive_feedback", &self.positive_feedback)?;
+        m.serialize_entry("state", self.state)?;
+        m.serialize_entry("targets", &self.targets)?;
+        m.serialize_entry("usage", &self.usage)?;
+        m.serialize_entry("build_duration", &self.build_duration)?;
+        m.end()
     }
 }
 
@@ -175,83 +195,22 @@ impl Message {
         self.text = text;
     }
 
-    fn files_json(&self) -> Value {
-        Value::Array(self.files.iter().map(|f| json!(f)).collect())
-    }
-
     /// The `data` object. Stored messages are laid out as Langflow reads them back from
     /// its messages table; fresh ones in model field order.
     pub fn data_json(&self) -> Value {
-        let mut m = Map::new();
-        if self.id.is_some() {
-            m.insert("timestamp".into(), json!(self.timestamp));
-            m.insert("sender".into(), json!(self.sender));
-            m.insert("sender_name".into(), json!(self.sender_name));
-            m.insert("session_id".into(), json!(self.session_id));
-            m.insert("context_id".into(), json!(self.context_id));
-            m.insert("text".into(), json!(self.text));
-            m.insert("files".into(), self.files_json());
-            m.insert("error".into(), json!(self.error));
-            m.insert("edit".into(), json!(self.edit));
-            m.insert("properties".into(), self.properties.to_json());
-            m.insert("category".into(), json!(self.category));
-            m.insert("content_blocks".into(), json!(self.content_blocks));
-            m.insert("session_metadata".into(), json!(self.session_metadata));
-            m.insert("id".into(), json!(self.id));
-            m.insert("flow_id".into(), json!(self.flow_id));
-            m.insert("run_id".into(), json!(self.run_id));
-            m.insert("duration".into(), json!(self.duration));
-        } else {
-            for (k, v) in &self.extra {
-                m.insert(k.clone(), v.clone());
-            }
-            m.insert("text".into(), json!(self.text));
-            m.insert("files".into(), self.files_json());
-            m.insert("sender".into(), json!(self.sender));
-            m.insert("sender_name".into(), json!(self.sender_name));
-            m.insert("session_id".into(), json!(self.session_id));
-            m.insert("context_id".into(), json!(self.context_id));
-            m.insert("run_id".into(), json!(self.run_id));
-            m.insert("timestamp".into(), json!(self.timestamp));
-            m.insert("flow_id".into(), json!(self.flow_id));
-            m.insert("error".into(), json!(self.error));
-            m.insert("edit".into(), json!(self.edit));
-            m.insert("properties".into(), self.properties.to_json());
-            m.insert("category".into(), json!(self.category));
-            m.insert("content_blocks".into(), json!(self.content_blocks));
-            m.insert("duration".into(), json!(self.duration));
-            m.insert("session_metadata".into(), json!(self.session_metadata));
-        }
-        Value::Object(m)
+        serde_json::to_value(MessageData(self)).expect("a message serialises")
+    }
+
+    /// The `data` object as JSON text, written straight from the message (no `Value` tree:
+    /// this runs for every stored message).
+    pub fn data_json_string(&self) -> String {
+        serde_json::to_string(&MessageData(self)).expect("a message serialises")
     }
 
     /// The full serialised message (as in `results.message`). `with_id` appends the
     /// trailing `id` key that `add_message` events carry.
     pub fn to_json(&self, with_id: bool) -> Value {
-        let mut m = Map::new();
-        m.insert("text_key".into(), json!("text"));
-        m.insert("data".into(), self.data_json());
-        m.insert("default_value".into(), json!(""));
-        m.insert("sender".into(), json!(self.sender));
-        m.insert("sender_name".into(), json!(self.sender_name));
-        m.insert("files".into(), self.files_json());
-        m.insert("session_id".into(), json!(self.session_id));
-        m.insert("context_id".into(), json!(self.context_id));
-        m.insert("run_id".into(), json!(self.run_id));
-        m.insert("timestamp".into(), json!(self.timestamp));
-        m.insert("flow_id".into(), json!(self.flow_id));
-        m.insert("error".into(), json!(self.error));
-        m.insert("edit".into(), json!(self.edit));
-        m.insert("properties".into(), self.properties.to_json());
-        m.insert("category".into(), json!(self.category));
-        m.insert("content_blocks".into(), json!(self.content_blocks));
-        m.insert("duration".into(), json!(self.duration));
-        m.insert("session_metadata".into(), json!(self.session_metadata));
-        m.insert("text".into(), json!(self.text));
-        if with_id && let Some(id) = &self.id {
-            m.insert("id".into(), json!(id));
-        }
-        Value::Object(m)
+        serde_json::to_value(MessageJson { msg: self, with_id }).expect("a message serialises")
     }
 
     /// The message as a Data row (what `Message.to_data()` / a DataFrame row holds).
@@ -260,6 +219,125 @@ impl Message {
             Value::Object(m) => Data::new(m),
             _ => Data::default(),
         }
+    }
+}
+
+/// Files as Langflow lists them: an array of path strings.
+struct Files<'a>(&'a [String]);
+
+impl Serialize for Files<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0)
+    }
+}
+
+/// A message's `data` object ([`Message::data_json`]).
+pub struct MessageData<'a>(pub &'a Message);
+
+impl Serialize for MessageData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let msg = self.0;
+        let mut m = s.serialize_map(None)?;
+        if msg.id.is_some() {
+            m.serialize_entry("timestamp", &msg.timestamp)?;
+            m.serialize_entry("sender", &msg.sender)?;
+            m.serialize_entry("sender_name", &msg.sender_name)?;
+            m.serialize_entry("session_id", &msg.session_id)?;
+            m.serialize_entry("context_id", &msg.context_id)?;
+            m.serialize_entry("text", &msg.text)?;
+            m.serialize_entry("files", &Files(&msg.files))?;
+            m.serialize_entry("error", &msg.error)?;
+            m.serialize_entry("edit", &msg.edit)?;
+            m.serialize_entry("properties", &msg.properties)?;
+            m.serialize_entry("category", &msg.category)?;
+            m.serialize_entry("content_blocks", &msg.content_blocks)?;
+            m.serialize_entry("session_metadata", &msg.session_metadata)?;
+            m.serialize_entry("id", &msg.id)?;
+            m.serialize_entry("flow_id", &msg.flow_id)?;
+            m.serialize_entry("run_id", &msg.run_id)?;
+            m.serialize_entry("duration", &msg.duration)?;
+        } else {
+            // Extra keys first; a known key of the same name is written once, later, with
+            // the message's own value (what inserting into one map did).
+            const KNOWN: [&str; 16] = [
+                "text",
+                "files",
+                "sender",
+                "sender_name",
+                "session_id",
+                "context_id",
+                "run_id",
+                "timestamp",
+                "flow_id",
+                "error",
+                "edit",
+                "properties",
+                "category",
+                "content_blocks",
+                "duration",
+                "session_metadata",
+            ];
+            for (k, v) in &msg.extra {
+                if !KNOWN.contains(&k.as_str()) {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            m.serialize_entry("text", &msg.text)?;
+            m.serialize_entry("files", &Files(&msg.files))?;
+            m.serialize_entry("sender", &msg.sender)?;
+            m.serialize_entry("sender_name", &msg.sender_name)?;
+            m.serialize_entry("session_id", &msg.session_id)?;
+            m.serialize_entry("context_id", &msg.context_id)?;
+            m.serialize_entry("run_id", &msg.run_id)?;
+            m.serialize_entry("timestamp", &msg.timestamp)?;
+            m.serialize_entry("flow_id", &msg.flow_id)?;
+            m.serialize_entry("error", &msg.error)?;
+            m.serialize_entry("edit", &msg.edit)?;
+            m.serialize_entry("properties", &msg.properties)?;
+            m.serialize_entry("category", &msg.category)?;
+            m.serialize_entry("content_blocks", &msg.content_blocks)?;
+            m.serialize_entry("duration", &msg.duration)?;
+            m.serialize_entry("session_metadata", &msg.session_metadata)?;
+        }
+        m.end()
+    }
+}
+
+/// A whole message ([`Message::to_json`]).
+pub struct MessageJson<'a> {
+    pub msg: &'a Message,
+    pub with_id: bool,
+}
+
+impl Serialize for MessageJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let msg = self.msg;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("text_key", "text")?;
+        m.serialize_entry("data", &MessageData(msg))?;
+        m.serialize_entry("default_value", "")?;
+        m.serialize_entry("sender", &msg.sender)?;
+        m.serialize_entry("sender_name", &msg.sender_name)?;
+        m.serialize_entry("files", &Files(&msg.files))?;
+        m.serialize_entry("session_id", &msg.session_id)?;
+        m.serialize_entry("context_id", &msg.context_id)?;
+        m.serialize_entry("run_id", &msg.run_id)?;
+        m.serialize_entry("timestamp", &msg.timestamp)?;
+        m.serialize_entry("flow_id", &msg.flow_id)?;
+        m.serialize_entry("error", &msg.error)?;
+        m.serialize_entry("edit", &msg.edit)?;
+        m.serialize_entry("properties", &msg.properties)?;
+        m.serialize_entry("category", &msg.category)?;
+        m.serialize_entry("content_blocks", &msg.content_blocks)?;
+        m.serialize_entry("duration", &msg.duration)?;
+        m.serialize_entry("session_metadata", &msg.session_metadata)?;
+        m.serialize_entry("text", &msg.text)?;
+        if self.with_id
+            && let Some(id) = &msg.id
+        {
+            m.serialize_entry("id", id)?;
+        }
+        m.end()
     }
 }
 

@@ -130,9 +130,10 @@ pub struct ServeArgs {
     /// Most database connections in the pool
     #[arg(long, env = "FLOWGATE_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
-    /// Seconds to wait for a database connection before answering 503
-    #[arg(long, env = "FLOWGATE_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
-    pub db_acquire_timeout: u64,
+    /// Seconds (fractions allowed) to wait for a database connection before answering 503.
+    /// Short, so requests fail fast while the database is unreachable
+    #[arg(long, env = "FLOWGATE_DB_ACQUIRE_TIMEOUT", default_value_t = 1.0, value_parser = parse_seconds)]
+    pub db_acquire_timeout: f64,
     /// JWT signing secret, ≥ 32 characters (also LANGFLOW_SECRET_KEY)
     /// [default: generated once into DATA_DIR/secret_key]
     #[arg(long, env = "FLOWGATE_SECRET_KEY", hide_env_values = true)]
@@ -368,6 +369,16 @@ pub fn parse_lifetime(input: &str) -> Result<u64, String> {
     n.checked_mul(unit_secs)
         .filter(|s| *s < 100 * 365 * 86_400)
         .ok_or_else(|| format!("{input:?} is too long"))
+}
+
+/// A positive, finite number of seconds (at most a day).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 #[cfg(test)]

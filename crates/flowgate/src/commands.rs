@@ -60,7 +60,7 @@ fn serve_config(args: ServeArgs) -> Config {
     config.port = args.port;
     config.database_url = args.db.database_url;
     config.db_max_connections = args.db_max_connections.max(1);
-    config.db_acquire_timeout = Duration::from_secs(args.db_acquire_timeout.max(1));
+    config.db_acquire_timeout = Duration::from_secs_f64(args.db_acquire_timeout);
     config.secret_key = args.secret_key;
     config.superuser = args.db.superuser_name;
     config.superuser_password = args.db.superuser_password;

@@ -300,19 +300,15 @@ async fn bcrypt_passwords_from_langflow_log_in_and_are_rehashed() {
     let admin = s.admin_token().await;
     let (id, _) = s.user(&admin, "imported").await;
     // Replace the hash with a bcrypt one, as a Langflow database would hold.
-    let db = s.data_dir().join("flowgate.db");
     // bcrypt("legacy-pw-123"), made with Python's bcrypt as Langflow does.
     let legacy = "$2b$04$oiA4eCQ5ngXePYOxZKiHGuru9GkIxxuL8NOzzMjDyHe4pZqxRkZWa";
-    let status = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('update users set password_hash=? where id=?', (sys.argv[2], sys.argv[3])); c.commit()"])
-        .arg(&db).arg(legacy).arg(&id)
-        .status().unwrap();
-    assert!(status.success());
+    s.sql(&format!(
+        "UPDATE users SET password_hash = '{legacy}' WHERE id = '{id}'"
+    ));
     let hash_of = || {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select password_hash from users where id=?', (sys.argv[2],)).fetchone()[0])"])
-            .arg(&db).arg(&id).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        s.sql(&format!(
+            "SELECT password_hash FROM users WHERE id = '{id}'"
+        ))
     };
     assert_eq!(hash_of(), legacy);
     let res = s

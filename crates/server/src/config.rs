@@ -54,7 +54,7 @@ impl Config {
             data_dir,
             database_url: None,
             db_max_connections: 8,
-            db_acquire_timeout: Duration::from_secs(5),
+            db_acquire_timeout: Duration::from_secs(1),
             secret_key: None,
             superuser: "langflow".into(),
             superuser_password: DEFAULT_SUPERUSER_PASSWORD.into(),

@@ -183,6 +183,8 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let flusher = tokio::spawn(flush_usage_forever(state.clone()));
+        // PostgreSQL: other instances' changes arrive by LISTEN/NOTIFY.
+        let change_listener = state.store.start_listener();
         let message_writer = tokio::spawn(runctx::write_messages_forever(state.clone()));
         tokio::spawn(routes::flows::refresh_stale_problems(state.clone()));
         let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -191,6 +193,9 @@ impl Server {
             .await
             .context("serving HTTP")?;
         flusher.abort();
+        if let Some(listener) = change_listener {
+            listener.abort();
+        }
         flush_usage(&state).await;
         state.messages.shutdown(&state.store, message_writer).await;
         state.store.close().await;

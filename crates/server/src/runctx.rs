@@ -1,59 +1,59 @@
 //! The server's side of a run ([`RunContext`]): chat history and message storage, global
 //! variables, uploaded files, the shared HTTP client.
 //!
-//! Messages are never written synchronously by a run: `store_message` appends to an in-memory
-//! queue that a background task writes every [`FLUSH_INTERVAL`] (or as soon as
-//! [`FLUSH_BATCH`] are waiting) in one transaction. Readers (the `Memory` component, the
-//! monitor routes) flush the queue first, so they always see earlier writes.
+//! Messages are written by group commit: `store_message` queues the row and returns at once;
+//! one background writer takes everything queued, writes it in one transaction, and tells each
+//! run how its rows fared. A run answers only after its messages are committed
+//! ([`ServerRunContext::messages_stored`]), so an acknowledged run is never lost and another
+//! instance on the same database reads the history at once. While a transaction is being
+//! written the next batch gathers, so under load one transaction carries many runs' messages
+//! (batched writes, not a transaction per run) and the queue is bounded by the runs in flight.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use axum::http::HeaderMap;
 use flowgate_engine::context::{BoxFuture, HistoryQuery, RunContext};
 use flowgate_engine::value::{Properties, Source, Usage};
 use flowgate_engine::{LlmTimeouts, Message};
-use flowgate_store::{MessageFilter, MessageRow, Store};
+use flowgate_store::{MessageFilter, MessageRow, Store, StoreError};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::state::AppState;
 
-/// How often queued messages are written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Queue length that triggers a write before the interval is up.
-pub const FLUSH_BATCH: usize = 500;
 /// Most rows one transaction writes.
 const MAX_BATCH: usize = 2000;
-/// Most messages that may wait for the writer. Past it, new runs wait (see
-/// [`MessageQueue::wait_for_room`]): memory stays bounded and nothing is dropped; clients see
-/// the rate the database can sustain.
-pub const MAX_PENDING: usize = 20_000;
 /// The header prefix that supplies global variables per request.
 const GLOBAL_VAR_HEADER: &str = "x-langflow-global-var-";
 
-/// Messages waiting to be written.
+/// What a queued message's writer reports: `Ok`, or why the row is not in the database.
+pub type WriteResult = Result<(), StoreError>;
+
+struct Queued {
+    row: MessageRow,
+    done: oneshot::Sender<WriteResult>,
+}
+
+/// Messages waiting for the writer.
 #[derive(Default)]
 pub struct MessageQueue {
-    pending: Mutex<Vec<MessageRow>>,
+    pending: Mutex<Vec<Queued>>,
     wake: tokio::sync::Notify,
-    /// Signalled after every written batch, for runs waiting for room.
-    room: tokio::sync::Notify,
-    /// Held while a batch is being written, so a flush returns only once every message queued
+    /// Held while a batch is being written, so `flush` returns only once every message queued
     /// before it is in the database.
     writing: tokio::sync::Mutex<()>,
 }
 
 impl MessageQueue {
-    /// Queues a message; never blocks on I/O.
-    pub fn push(&self, row: MessageRow) {
-        let len = {
-            let mut pending = self.pending.lock().expect("message queue lock");
-            pending.push(row);
-            pending.len()
-        };
-        if len >= FLUSH_BATCH {
-            self.wake.notify_one();
-        }
+    /// Queues a message; never blocks on I/O. The receiver says when it is committed.
+    pub fn push(&self, row: MessageRow) -> oneshot::Receiver<WriteResult> {
+        let (done, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("message queue lock")
+            .push(Queued { row, done });
+        self.wake.notify_one();
+        rx
     }
 
     /// Stops the background writer without losing a batch it is writing, then writes the rest.
@@ -65,65 +65,67 @@ impl MessageQueue {
         self.flush(store).await;
     }
 
-    /// Waits while the queue is full. Backpressure at the start of a run, because
-    /// `store_message` itself must not block.
-    pub async fn wait_for_room(&self) {
-        while self.pending_len() >= MAX_PENDING {
-            self.wake.notify_one();
-            // Re-check at least every 50 ms in case a notification raced the check.
-            let _ = tokio::time::timeout(Duration::from_millis(50), self.room.notified()).await;
-        }
-    }
-
     pub fn pending_len(&self) -> usize {
         self.pending.lock().expect("message queue lock").len()
     }
 
-    /// Writes everything queued so far. Failed rows are logged and dropped (a batch that fails
-    /// is retried row by row, so one bad row does not lose the others).
+    /// Writes everything queued so far.
     pub async fn flush(&self, store: &Store) {
         let _writing = self.writing.lock().await;
         loop {
-            // Take the whole queue at once (no O(n) shifting of a long backlog) and write it
-            // in transactions of at most MAX_BATCH rows.
-            let taken: Vec<MessageRow> = {
+            // Take the whole queue at once (no O(n) shifting of a long backlog).
+            let taken: Vec<Queued> = {
                 let mut pending = self.pending.lock().expect("message queue lock");
                 if pending.is_empty() {
                     return;
                 }
                 std::mem::take(&mut *pending)
             };
-            for batch in taken.chunks(MAX_BATCH) {
-                self.write_batch(store, batch).await;
-            }
-            self.room.notify_waiters();
-        }
-    }
-
-    async fn write_batch(&self, store: &Store, batch: &[MessageRow]) {
-        {
-            if let Err(e) = store.upsert_messages(batch).await {
-                tracing::warn!(error = %e, rows = batch.len(), "could not write a batch of messages; retrying one by one");
-                for row in batch {
-                    if let Err(e) = store.upsert_messages(std::slice::from_ref(row)).await {
-                        tracing::error!(error = %e, message_id = %row.id, "could not store a message");
-                    }
-                }
+            let mut taken = taken.into_iter().peekable();
+            while taken.peek().is_some() {
+                let batch: Vec<Queued> = taken.by_ref().take(MAX_BATCH).collect();
+                write_batch(store, batch).await;
             }
         }
     }
 }
 
-/// The background writer: flushes every [`FLUSH_INTERVAL`], or early when the queue is long.
+/// One transaction for the batch. If it fails for a reason other than the database being
+/// unreachable, the rows are retried one by one so one bad row does not fail the others.
+async fn write_batch(store: &Store, batch: Vec<Queued>) {
+    let (rows, waiters): (Vec<MessageRow>, Vec<_>) =
+        batch.into_iter().map(|q| (q.row, q.done)).unzip();
+    match store.upsert_messages(&rows).await {
+        Ok(()) => {
+            for done in waiters {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e @ StoreError::Unavailable(_)) => {
+            tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages");
+            for done in waiters {
+                let _ = done.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages; retrying one by one");
+            for (row, done) in rows.iter().zip(waiters) {
+                let result = store.upsert_messages(std::slice::from_ref(row)).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, message_id = %row.id, "could not store a message");
+                }
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// The background writer: writes whenever something is queued. No timer: while one batch is
+/// being written the next one gathers, which is what batches writes under load.
 pub async fn write_messages_forever(state: AppState) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
-            _ = state.messages.wake.notified() => {}
-        }
-        if state.messages.pending_len() > 0 {
-            state.messages.flush(&state.store).await;
-        }
+        state.messages.wake.notified().await;
+        state.messages.flush(&state.store).await;
     }
 }
 
@@ -141,7 +143,7 @@ pub fn message_row(user_id: &str, msg: &Message) -> MessageRow {
         id: msg
             .id
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            .unwrap_or_else(flowgate_engine::value::new_id),
         user_id: user_id.to_owned(),
         flow_id: msg.flow_id.clone(),
         session_id: msg.session_id.clone(),
@@ -150,7 +152,7 @@ pub fn message_row(user_id: &str, msg: &Message) -> MessageRow {
         sender: msg.sender.clone(),
         sender_name: msg.sender_name.clone(),
         text: msg.text.clone(),
-        data: msg.data_json().to_string(),
+        data: msg.data_json_string(),
     }
 }
 
@@ -239,6 +241,8 @@ pub struct ServerRunContext {
     user_id: String,
     /// `X-LANGFLOW-GLOBAL-VAR-<NAME>` headers: (lower-case name, value).
     header_vars: Vec<(String, String)>,
+    /// This run's queued messages, not yet confirmed written.
+    unconfirmed: Mutex<Vec<oneshot::Receiver<WriteResult>>>,
 }
 
 impl ServerRunContext {
@@ -254,7 +258,26 @@ impl ServerRunContext {
             state,
             user_id,
             header_vars,
+            unconfirmed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Waits until every message this run stored so far is committed. An error means some
+    /// were not (the database is unreachable, say): the run must not be acknowledged.
+    pub async fn messages_stored(&self) -> Result<(), StoreError> {
+        let waiting = std::mem::take(&mut *self.unconfirmed.lock().expect("run messages lock"));
+        let mut outcome = Ok(());
+        for rx in waiting {
+            let result = rx.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the message writer stopped before writing".into(),
+                ))
+            });
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
     }
 
     fn header_var(&self, name: &str) -> Option<String> {
@@ -278,8 +301,11 @@ impl RunContext for ServerRunContext {
         query: &'a HistoryQuery,
     ) -> BoxFuture<'a, Result<Vec<Message>, String>> {
         Box::pin(async move {
-            // Read-your-writes: this run's and earlier runs' messages may still be queued.
-            self.state.messages.flush(&self.state.store).await;
+            // Read-your-writes: this run's own messages may still be queued (earlier runs'
+            // were committed before they answered).
+            self.messages_stored()
+                .await
+                .map_err(|e| format!("could not store the chat history: {e}"))?;
             let filter = MessageFilter {
                 user_id: &self.user_id,
                 flow_id: Some(&query.flow_id),
@@ -314,7 +340,8 @@ impl RunContext for ServerRunContext {
     }
 
     fn store_message(&self, msg: &Message) {
-        self.state.messages.push(message_row(&self.user_id, msg));
+        let rx = self.state.messages.push(message_row(&self.user_id, msg));
+        self.unconfirmed.lock().expect("run messages lock").push(rx);
     }
 
     fn variable<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>> {

@@ -150,7 +150,7 @@ impl Store {
             .map(|r| r.try_get::<String, _>("key_hash"))
             .transpose()?;
         if hash.is_some() {
-            self.auth_epoch().bump();
+            self.announce_change().await;
         }
         Ok(hash)
     }
@@ -165,7 +165,7 @@ impl Store {
             .map(|r| r.try_get::<String, _>("key_hash"))
             .transpose()?;
         if hash.is_some() {
-            self.auth_epoch().bump();
+            self.announce_change().await;
         }
         Ok(hash)
     }
@@ -178,7 +178,7 @@ impl Store {
             .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
-            self.auth_epoch().bump();
+            self.announce_change().await;
         }
         Ok(deleted)
     }

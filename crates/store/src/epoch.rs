@@ -1,25 +1,66 @@
-//! A cheap cross-process signal that authentication data changed.
+//! A cheap cross-process signal that authentication or flow data changed.
 //!
-//! The server caches verified API keys in memory so the hot path does no database read. A
-//! revocation made elsewhere — `flowgate api-key revoke` in another process on the same SQLite
-//! file — must still take effect on the server's very next request. Every write that can revoke
-//! access (key deleted or deactivated, user deactivated or deleted, password changed) stores a
-//! fresh unique value in a small file beside the database; the server reads those 8 bytes on
-//! each authenticated request (one `pread` from the page cache, well under a microsecond) and
-//! drops its cache when they changed. Unique values (the nanosecond clock mixed with the process
-//! id) rather than a counter make concurrent writers safe without a lock. PostgreSQL deployments use LISTEN/NOTIFY instead.
+//! Servers cache verified API keys and compiled flows in memory so the hot path does no
+//! database read. A change made elsewhere — `flowgate api-key revoke` in another process, or
+//! another server instance on the same PostgreSQL database — must still take effect on the
+//! server's very next request. Every write that can revoke access or change a flow (key
+//! deleted, user changed or deleted, flow written or deleted) announces itself; readers compare
+//! an epoch value on each request and drop their caches when it moved.
+//!
+//! - **SQLite**: a small file beside the database holds a fresh unique value after each change;
+//!   the server reads those 8 bytes on each authenticated request (one `pread` from the page
+//!   cache, well under a microsecond). Unique values (the nanosecond clock mixed with the
+//!   process id) rather than a counter make concurrent writers safe without a lock.
+//! - **PostgreSQL**: the writer sends `NOTIFY flowgate_changes` and each instance keeps one
+//!   `LISTEN` connection ([`run_listener`]); a notification bumps an in-memory counter. The
+//!   writer waits (briefly) until its own notification comes back through its own listener: by
+//!   then PostgreSQL has handed it to every listening instance, so the response to the change
+//!   is not sent before the others have been told. While the listener is not connected the
+//!   epoch changes on every read, so caches are bypassed and every request re-validates against
+//!   the database (the fallback); on reconnecting the epoch moves once more, because
+//!   notifications sent meanwhile were lost.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::StoreError;
 
+/// The PostgreSQL notification channel.
+pub const CHANNEL: &str = "flowgate_changes";
+/// How long a writer waits for its own notification to come back before answering anyway.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
+/// How often an idle listener checks that its connection is alive (a half-open TCP connection
+/// would otherwise look like a quiet one).
+const LISTENER_PING: Duration = Duration::from_secs(5);
+/// Pause between reconnection attempts while PostgreSQL is unreachable.
+const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
 #[derive(Clone, Debug)]
 pub struct AuthEpoch {
-    file: Option<Arc<File>>,
-    path: Option<PathBuf>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    File { file: File, path: PathBuf },
+    Notified(Notified),
+}
+
+/// The PostgreSQL side: state shared between the listener task and the request path.
+#[derive(Debug)]
+struct Notified {
+    /// This process's name in notification payloads, to recognise its own echoes.
+    instance: String,
+    value: AtomicU64,
+    connected: AtomicBool,
+    /// Sequence numbers of this process's notifications: last sent, last echoed back.
+    sent: AtomicU64,
+    echoed: AtomicU64,
+    echo: tokio::sync::Notify,
 }
 
 impl AuthEpoch {
@@ -35,36 +76,169 @@ impl AuthEpoch {
             .open(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         Ok(Self {
-            file: Some(Arc::new(file)),
-            path: Some(path),
+            inner: Arc::new(Inner::File { file, path }),
         })
     }
 
-    pub(crate) fn disabled() -> Self {
+    /// PostgreSQL: driven by [`run_listener`]. Until the listener connects, caches are bypassed.
+    pub(crate) fn notified() -> Self {
+        let mut id = [0u8; 8];
+        unique_u64(&mut id);
         Self {
-            file: None,
-            path: None,
+            inner: Arc::new(Inner::Notified(Notified {
+                instance: format!("{:016x}", u64::from_le_bytes(id)),
+                value: AtomicU64::new(1),
+                connected: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                echoed: AtomicU64::new(0),
+                echo: tokio::sync::Notify::new(),
+            })),
         }
     }
 
-    /// The current value; 0 when nothing was ever written or the backend has no epoch file.
+    /// The current value; compare it with the one a cache was filled under.
     pub fn current(&self) -> u64 {
-        let Some(file) = &self.file else { return 0 };
-        let mut buf = [0u8; 8];
-        match file.read_at(&mut buf, 0) {
-            Ok(8) => u64::from_le_bytes(buf),
-            _ => 0,
+        match &*self.inner {
+            Inner::File { file, .. } => {
+                let mut buf = [0u8; 8];
+                match file.read_at(&mut buf, 0) {
+                    Ok(8) => u64::from_le_bytes(buf),
+                    _ => 0,
+                }
+            }
+            Inner::Notified(n) => {
+                if n.connected.load(Ordering::Acquire) {
+                    n.value.load(Ordering::Acquire)
+                } else {
+                    // Not listening: a new value per read, so nothing cached is trusted.
+                    n.value.fetch_add(1, Ordering::AcqRel) + 1
+                }
+            }
         }
     }
 
-    /// Announces a change to every process sharing the database.
-    pub fn bump(&self) {
-        let Some(file) = &self.file else { return };
-        let mut value = [0u8; 8];
-        if unique_u64(&mut value)
-            && let Err(e) = file.write_at(&value, 0)
-        {
-            tracing::error!(path = ?self.path, error = %e, "cannot write the auth epoch file");
+    /// Whether changes made by other processes reach this one without a database read (always
+    /// for SQLite's file; for PostgreSQL while the listener is connected).
+    pub fn is_live(&self) -> bool {
+        match &*self.inner {
+            Inner::Notified(n) => n.connected.load(Ordering::Acquire),
+            _ => true,
+        }
+    }
+
+    /// SQLite: writes a fresh value to the file. PostgreSQL: the store sends the notification
+    /// (see `Store::announce_change`); this reserves its sequence number and payload.
+    pub(crate) fn bump_file(&self) {
+        if let Inner::File { file, path } = &*self.inner {
+            let mut value = [0u8; 8];
+            if unique_u64(&mut value)
+                && let Err(e) = file.write_at(&value, 0)
+            {
+                tracing::error!(path = ?path, error = %e, "cannot write the auth epoch file");
+            }
+        }
+    }
+
+    /// The payload of this process's next notification, and its sequence number.
+    pub(crate) fn next_notification(&self) -> Option<(String, u64)> {
+        match &*self.inner {
+            Inner::Notified(n) => {
+                let seq = n.sent.fetch_add(1, Ordering::AcqRel) + 1;
+                // Our own caches must not serve the old data meanwhile either.
+                n.value.fetch_add(1, Ordering::AcqRel);
+                Some((format!("{}:{seq}", n.instance), seq))
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits until this process's listener has seen its notification `seq` (or [`ECHO_WAIT`]
+    /// passed, or the listener is down — then every instance re-validates anyway).
+    pub(crate) async fn wait_for_echo(&self, seq: u64) {
+        let Inner::Notified(n) = &*self.inner else {
+            return;
+        };
+        let _ = tokio::time::timeout(ECHO_WAIT, async {
+            loop {
+                let notified = n.echo.notified();
+                if n.echoed.load(Ordering::Acquire) >= seq || !n.connected.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    fn notified_state(&self) -> Option<&Notified> {
+        match &*self.inner {
+            Inner::Notified(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps a `LISTEN flowgate_changes` connection to `url` open for as long as the process runs,
+/// reconnecting after any failure. Spawned by `Store::start_listener` on PostgreSQL.
+pub(crate) async fn run_listener(epoch: AuthEpoch, url: String) {
+    let Some(state) = epoch.notified_state() else {
+        return;
+    };
+    let mut logged_down = false;
+    loop {
+        match listen_until_lost(state, &url).await {
+            Ok(()) => {
+                tracing::warn!(
+                    "lost the PostgreSQL notification connection; caches are bypassed until it is back"
+                );
+                logged_down = false;
+            }
+            Err(e) if !logged_down => {
+                tracing::warn!(error = %e, "cannot listen for changes on PostgreSQL; caches are bypassed until it works");
+                logged_down = true;
+            }
+            Err(_) => {}
+        }
+        state.connected.store(false, Ordering::Release);
+        state.echo.notify_waiters();
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// One connection's life: `Err` when it could not be set up, `Ok` when it was lost later.
+async fn listen_until_lost(state: &Notified, url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.ignore_pool_close_event(true);
+    listener.listen(CHANNEL).await?;
+    // Anything announced while we were not listening is lost: treat it as "everything changed".
+    state.value.fetch_add(1, Ordering::AcqRel);
+    state.connected.store(true, Ordering::Release);
+    tracing::info!("listening for changes on PostgreSQL");
+    let own_prefix = format!("{}:", state.instance);
+    loop {
+        let next = tokio::time::timeout(LISTENER_PING, listener.try_recv()).await;
+        match next {
+            Ok(Ok(Some(notification))) => {
+                state.value.fetch_add(1, Ordering::AcqRel);
+                if let Some(seq) = notification
+                    .payload()
+                    .strip_prefix(&own_prefix)
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    state.echoed.fetch_max(seq, Ordering::AcqRel);
+                    state.echo.notify_waiters();
+                }
+            }
+            // `None`: the connection closed; sqlx would reconnect silently on the next call,
+            // but we must know, to bypass caches meanwhile.
+            Ok(Ok(None)) | Ok(Err(_)) => return Ok(()),
+            Err(_idle) => {
+                let ping = tokio::time::timeout(LISTENER_PING, (&mut listener).execute("SELECT 1"));
+                if !matches!(ping.await, Ok(Ok(_))) {
+                    return Ok(());
+                }
+            }
         }
     }
 }
@@ -77,4 +251,25 @@ fn unique_u64(out: &mut [u8; 8]) -> bool {
     let mixed = nanos ^ ((std::process::id() as u64) << 40) ^ 0x9E37_79B9_7F4A_7C15;
     *out = mixed.to_le_bytes();
     mixed != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disconnected_listener_bypasses_caches() {
+        let e = AuthEpoch::notified();
+        let (a, b) = (e.current(), e.current());
+        assert_ne!(a, b, "not listening: every read is new");
+        assert!(!e.is_live());
+        let n = e.notified_state().unwrap();
+        n.connected.store(true, Ordering::Release);
+        let (c, d) = (e.current(), e.current());
+        assert_eq!(c, d, "listening: stable until a change");
+        let (payload, seq) = e.next_notification().unwrap();
+        assert_eq!(payload, format!("{}:1", n.instance));
+        assert_eq!(seq, 1);
+        assert_ne!(e.current(), c, "our own change drops our caches at once");
+    }
 }

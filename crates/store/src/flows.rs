@@ -129,6 +129,7 @@ impl Store {
         on_own_id: OnOwnId,
     ) -> Result<Vec<FlowRecord>, FlowSaveError> {
         let mut tx = self.write_tx().await?;
+        self.serialize_user_writes(&mut tx, user_id).await?;
         let mut saved = Vec::with_capacity(flows.len());
         for mut flow in flows {
             flow.user_id = user_id.to_string();
@@ -164,7 +165,7 @@ impl Store {
         }
         tx.commit().await?;
         // Servers cache compiled flows: tell every process sharing the database.
-        self.auth_epoch().bump();
+        self.announce_change().await;
         Ok(saved)
     }
 
@@ -246,7 +247,7 @@ impl Store {
         flow.updated_at = now_micros();
         write_flow(&mut tx, &flow, "UPDATE").await?;
         tx.commit().await?;
-        self.auth_epoch().bump();
+        self.announce_change().await;
         Ok(flow)
     }
 
@@ -258,7 +259,7 @@ impl Store {
             .execute(self.pool())
             .await?;
         if done.rows_affected() > 0 {
-            self.auth_epoch().bump();
+            self.announce_change().await;
         }
         Ok(done.rows_affected() > 0)
     }

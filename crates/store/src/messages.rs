@@ -53,8 +53,10 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
     })
 }
 
-/// Rows per INSERT statement: 10 parameters each, far below SQLite's and PostgreSQL's limits.
-const ROWS_PER_STATEMENT: usize = 50;
+/// Rows per INSERT statement (10 parameters each). Not more: binding costs grow with the square
+/// of a statement's parameter count in SQLite (each bind looks its name up in a list), and at
+/// 50 rows that lookup alone was 4.5 % of a busy server's CPU.
+const ROWS_PER_STATEMENT: usize = 16;
 
 /// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows. One
 /// statement per 50 messages instead of one per message: the per-statement overhead was what

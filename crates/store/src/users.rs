@@ -166,7 +166,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.auth_epoch().bump();
+        self.announce_change().await;
         self.user_by_id(id).await
     }
 
@@ -206,7 +206,7 @@ impl Store {
             .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
-            self.auth_epoch().bump();
+            self.announce_change().await;
         }
         Ok(deleted)
     }

@@ -162,6 +162,10 @@ impl NodeEnv<'_> {
             msg.sender_name = Some("AI".into());
         }
         self.ctx.store_message(msg);
+        if self.events.is_none() {
+            // Not streaming: nobody would read the event, so do not build it.
+            return Ok(());
+        }
         self.emit(Event::AddMessage(msg.to_json(true))).await
     }
 }

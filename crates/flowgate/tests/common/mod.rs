@@ -46,6 +46,9 @@ impl TestServer {
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut cmd = Command::new(BIN);
         scrub(&mut cmd);
+        if let Some(url) = database_url_for(dir.path()) {
+            cmd.env("FLOWGATE_DATABASE_URL", url);
+        }
         cmd.args(["serve", "--port", "0", "--data-dir"])
             .arg(dir.path())
             .envs(env.iter().copied())
@@ -80,6 +83,19 @@ impl TestServer {
             client,
             stderr_path,
         }
+    }
+
+    /// Starts a server with its own data dir on an existing database (several instances on
+    /// one PostgreSQL database).
+    pub async fn start_on_database(url: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(DATABASE_MARKER), url).expect("database marker");
+        Self::start_in(dir, env).await
+    }
+
+    /// The PostgreSQL URL this server uses (`None` on SQLite).
+    pub fn database_url(&self) -> Option<String> {
+        database_url_for(self.data_dir())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -174,8 +190,21 @@ impl TestServer {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// The database file and its WAL, as raw bytes.
+    /// Everything the database holds, as bytes: the SQLite file and its WAL, or a PostgreSQL
+    /// `pg_dump` of the test's database.
     pub fn database_bytes(&self) -> Vec<u8> {
+        if let Some(url) = database_url_for(self.data_dir()) {
+            let out = Command::new("pg_dump")
+                .args(["--data-only", "--dbname", &url])
+                .output()
+                .expect("run pg_dump");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return out.stdout;
+        }
         let mut bytes = Vec::new();
         for name in ["flowgate.db", "flowgate.db-wal", "flowgate.db-shm"] {
             if let Ok(b) = std::fs::read(self.data_dir().join(name)) {
@@ -211,13 +240,162 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Runs one SQL statement on this server's database (fixtures a test cannot make through
+    /// the API, e.g. a password hash imported from Langflow); returns the first column of the
+    /// first row, if any.
+    pub fn sql(&self, statement: &str) -> String {
+        run_sql(self.data_dir(), statement)
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The data dir goes with this server (unless `stop_keep_dir` handed it on): so does its
+        // PostgreSQL database.
+        drop_test_database(self.data_dir());
     }
+}
+
+// --- PostgreSQL -----------------------------------------------------------------------------
+//
+// With FLOWGATE_TEST_DATABASE_URL set (a PostgreSQL URL the tests may create databases with,
+// e.g. postgres://postgres@127.0.0.1:5432/postgres), every test data dir gets a fresh database
+// `fgt_<unix time>_<random>` on that server: servers and CLI runs on the dir use it through
+// FLOWGATE_DATABASE_URL. It is dropped with the server that owns the dir; anything a crashed
+// run left behind is dropped by the next run after three hours, and `.ci/run` sweeps them all.
+
+const DATABASE_MARKER: &str = ".test-database-url";
+
+/// The PostgreSQL server the tests use, if any.
+pub fn test_database_admin_url() -> Option<String> {
+    std::env::var("FLOWGATE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn psql(url: &str, sql: &str) -> Output {
+    let out = Command::new("psql")
+        .args(["-v", "ON_ERROR_STOP=1", "-qAt", "--dbname", url, "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The database URL a data dir's servers and CLI runs use: `None` = SQLite in the dir.
+pub fn database_url_for(dir: &Path) -> Option<String> {
+    let admin = test_database_admin_url()?;
+    let marker = dir.join(DATABASE_MARKER);
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| sweep_stale_databases(&admin));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let name = format!("fgt_{now}_{}", uuid::Uuid::new_v4().simple());
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let url = with_database(&admin, &name);
+    std::fs::write(&marker, &url).expect("write the database marker");
+    Some(url)
+}
+
+fn drop_test_database(dir: &Path) {
+    let (Some(admin), Ok(url)) = (
+        test_database_admin_url(),
+        std::fs::read_to_string(dir.join(DATABASE_MARKER)),
+    ) else {
+        return;
+    };
+    if let Some(name) = url.rsplit('/').next().and_then(|n| n.split('?').next()) {
+        let _ = Command::new("psql")
+            .args(["-qAt", "--dbname", &admin, "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .output();
+    }
+    let _ = std::fs::remove_file(dir.join(DATABASE_MARKER));
+}
+
+fn sweep_stale_databases(admin: &str) {
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3 * 3600;
+    let out = psql(
+        admin,
+        "SELECT datname FROM pg_database WHERE datname LIKE 'fgt\\_%'",
+    );
+    for name in String::from_utf8_lossy(&out.stdout).lines() {
+        let stamp = name.split('_').nth(1).and_then(|t| t.parse::<u64>().ok());
+        if stamp.is_some_and(|t| t < cutoff) {
+            let _ = Command::new("psql")
+                .args(["-qAt", "--dbname", admin, "-c"])
+                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .output();
+        }
+    }
+}
+
+/// Runs one SQL statement on a data dir's database (SQLite file or PostgreSQL); returns the
+/// first column of the first row ("" when none).
+pub fn run_sql(dir: &Path, statement: &str) -> String {
+    let out = match database_url_for(dir) {
+        Some(url) => psql(&url, statement),
+        None => {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nr=c.execute(sys.argv[2]).fetchone()\nc.commit()\nprint('' if r is None else r[0])",
+                ])
+                .arg(dir.join("flowgate.db"))
+                .arg(statement)
+                .output()
+                .expect("run python3");
+            assert!(
+                out.status.success(),
+                "sqlite {statement}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        }
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 pub async fn split(res: reqwest::Response) -> (StatusCode, Value) {
@@ -235,6 +413,9 @@ pub fn detail(text: &str) -> Value {
 pub fn cli_in(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     scrub(&mut cmd);
+    if let Some(url) = database_url_for(dir) {
+        cmd.env("FLOWGATE_DATABASE_URL", url);
+    }
     cmd.args(args)
         .arg("--data-dir")
         .arg(dir)

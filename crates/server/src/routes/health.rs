@@ -25,15 +25,25 @@ async fn liveness() -> Response {
         .into_response()
 }
 
-/// Readiness: one database round trip; 503 while the database is unreachable.
+/// Readiness: one database round trip; 503 while the database is unreachable. Langflow's
+/// fields, plus `cache`: `live` when other processes' changes reach this one's caches at once
+/// (always on SQLite; on PostgreSQL while the LISTEN connection is up), `revalidating` while
+/// every request is checked against the database instead (docs/deployment.md).
 async fn readiness(State(state): State<AppState>) -> Response {
+    let cache = if state.store.auth_epoch().is_live() {
+        "live"
+    } else {
+        "revalidating"
+    };
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok", "chat": "ok", "db": "ok"})).into_response(),
+        Ok(()) => {
+            Json(json!({"status": "ok", "chat": "ok", "db": "ok", "cache": cache})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "error", "chat": "ok", "db": "error"})),
+                Json(json!({"status": "error", "chat": "ok", "db": "error", "cache": cache})),
             )
                 .into_response()
         }

@@ -450,28 +450,53 @@ async fn execute(
     headers: &HeaderMap,
     run: RunRequest,
 ) -> Response {
-    state.messages.wait_for_room().await;
-    let ctx = ServerRunContext::new(state, key.user.id.clone(), headers);
+    let ctx = Arc::new(ServerRunContext::new(state, key.user.id.clone(), headers));
     if !run.stream {
         // Dropping this future (client gone) drops the run with it.
-        return match flowgate_engine::execute(&compiled, run, &ctx, None, CancellationToken::new())
+        return match flowgate_engine::execute(&compiled, run, &*ctx, None, CancellationToken::new())
             .await
         {
-            Ok(v) => Json(v).into_response(),
+            Ok(v) => match ctx.messages_stored().await {
+                Ok(()) => Json(v).into_response(),
+                Err(e) => messages_not_stored(e).into_response(),
+            },
             Err(e) => run_error(&e),
         };
     }
     stream(ctx, compiled, run).await
 }
 
+/// A run whose messages did not reach the database is not acknowledged (503: try again).
+fn messages_not_stored(e: flowgate_store::StoreError) -> ApiError {
+    ApiError::Unavailable(not_stored_detail(e))
+}
+
+fn not_stored_detail(e: flowgate_store::StoreError) -> String {
+    tracing::warn!(error = %e, "a run's messages could not be stored");
+    format!(
+        "Database unavailable: the run's messages could not be stored ({})",
+        match e {
+            flowgate_store::StoreError::Unavailable(_) => "the database cannot be reached",
+            _ => "the database refused them",
+        }
+    )
+}
+
 /// `stream=true`: the engine's events as Langflow frames them. The run stops when the client
-/// goes away: the response body holds a guard that cancels it when dropped.
-async fn stream(ctx: ServerRunContext, compiled: Arc<CompiledFlow>, run: RunRequest) -> Response {
+/// goes away: the response body holds a guard that cancels it when dropped. The `end` event is
+/// sent only once the run's messages are committed; if they cannot be, an `error` event
+/// replaces it.
+async fn stream(
+    ctx: Arc<ServerRunContext>,
+    compiled: Arc<CompiledFlow>,
+    run: RunRequest,
+) -> Response {
     let cancel = CancellationToken::new();
     let guard = cancel.clone().drop_guard();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let run_ctx = ctx.clone();
     let task = tokio::spawn(async move {
-        flowgate_engine::execute(&compiled, run, &ctx, Some(tx), cancel).await
+        flowgate_engine::execute(&compiled, run, &*run_ctx, Some(tx), cancel).await
     });
     let first = rx.recv().await;
     if matches!(first, None | Some(Event::Error(_))) {
@@ -482,14 +507,24 @@ async fn stream(ctx: ServerRunContext, compiled: Arc<CompiledFlow>, run: RunRequ
             return run_error(&e);
         }
     }
-    let first = first.map(|e| Bytes::from(e.to_sse_chunk()));
-    let body = futures::stream::unfold((rx, guard, first), |(mut rx, guard, first)| async move {
-        let chunk = match first {
-            Some(chunk) => chunk,
-            None => Bytes::from(rx.recv().await?.to_sse_chunk()),
-        };
-        Some((Ok::<_, Infallible>(chunk), (rx, guard, None)))
-    });
+    let body = futures::stream::unfold(
+        (rx, guard, first, ctx),
+        |(mut rx, guard, first, ctx)| async move {
+            let event = match first {
+                Some(event) => event,
+                None => rx.recv().await?,
+            };
+            let event = match event {
+                Event::End(result) => match ctx.messages_stored().await {
+                    Ok(()) => Event::End(result),
+                    Err(e) => Event::Error(not_stored_detail(e)),
+                },
+                other => other,
+            };
+            let chunk = Bytes::from(event.to_sse_chunk());
+            Some((Ok::<_, Infallible>(chunk), (rx, guard, None, ctx)))
+        },
+    );
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
     h.insert(
@@ -533,7 +568,6 @@ async fn webhook(
         webhook_payload: Some(String::from_utf8_lossy(&bytes).into_owned()),
         ..Default::default()
     };
-    state.messages.wait_for_room().await;
     let ctx = ServerRunContext::new(state, key.user.id.clone(), &headers);
     let flow_id = flow.id.clone();
     tokio::spawn(async move {
@@ -541,6 +575,9 @@ async fn webhook(
             flowgate_engine::execute(&compiled, run, &ctx, None, CancellationToken::new()).await
         {
             tracing::warn!(flow_id = %flow_id, status = e.status(), error = %e, "webhook run failed");
+        }
+        if let Err(e) = ctx.messages_stored().await {
+            tracing::warn!(flow_id = %flow_id, error = %e, "a webhook run's messages could not be stored");
         }
     });
     Ok((

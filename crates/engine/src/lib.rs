@@ -4,7 +4,7 @@
 //! parse_flow(&data) -> Flow            (keeps the JSON: flow.export() == data)
 //! check_flow(&flow) -> Vec<Problem>    (empty = runnable)
 //! run::compile(flow_id, &flow) -> CompiledFlow   (once per flow version; share in an Arc)
-//! run::execute(&compiled, RunRequest, &ctx, events, cancel).await -> Result<Value, RunError>
+//! run::execute(&compiled, RunRequest, &ctx, events, cancel).await -> Result<RunOutput, RunError>
 //! ```
 
 pub mod check;
@@ -24,7 +24,8 @@ pub use check::Problem;
 pub use context::{BoxFuture, Event, HistoryQuery, LlmTimeouts, RunContext};
 pub use flow::{Flow, FlowFormatError};
 pub use run::{
-    CompileError, CompiledFlow, InputType, OutputType, RunError, RunRequest, compile, execute,
+    CompileError, CompiledFlow, InputType, NodeResult, OutputType, RunError, RunOutput, RunRequest,
+    compile, execute,
 };
 pub use value::{Message, Usage};
 

@@ -10,9 +10,10 @@ use crate::components::{self, ComponentError, NodeEnv, Outcome, Params, Upstream
 use crate::context::{Event, RunContext};
 use crate::flow::Flow;
 use crate::registry::{self, Kind};
-use crate::value::{Message, Usage, Val};
+use crate::value::{Message, RawArtifact, Usage, Val};
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -634,14 +635,14 @@ pub async fn execute(
     ctx: &dyn RunContext,
     events: Option<Sender<Event>>,
     cancel: CancellationToken,
-) -> Result<Value, RunError> {
+) -> Result<RunOutput, RunError> {
     let result = tokio::select! {
         r = execute_inner(compiled, &req, ctx, events.as_ref(), &cancel) => r,
         _ = cancel.cancelled() => Err(RunError::Cancelled),
     };
     if let Some(tx) = &events {
         let ev = match &result {
-            Ok(v) => Some(Event::End(v.clone())),
+            Ok(v) => Some(Event::End(v.to_value())),
             Err(RunError::Cancelled) => None,
             Err(e) => Some(Event::Error(e.to_string())),
         };
@@ -658,7 +659,7 @@ async fn execute_inner(
     ctx: &dyn RunContext,
     events: Option<&Sender<Event>>,
     cancel: &CancellationToken,
-) -> Result<Value, RunError> {
+) -> Result<RunOutput, RunError> {
     let ov = plan_tweaks(c, req)?;
     let session_id: String = req
         .session_id
@@ -812,7 +813,7 @@ async fn execute_inner(
         }
     }
     drop(running);
-    Ok(response(c, req, &session_id, &st))
+    Ok(response(c, req, session_id, &st))
 }
 
 fn is_interface(kind: Kind) -> bool {
@@ -847,88 +848,290 @@ fn selected_nodes(c: &CompiledFlow, req: &RunRequest, st: &RunState) -> Vec<usiz
     }
 }
 
-fn files_json(m: &Message) -> Value {
-    Value::Array(m.files.iter().map(|f| json!({"path": f})).collect())
+/// A run's response (Langflow's `RunResponse`), serialised straight from the run's outcomes:
+/// building it as a `serde_json::Value` tree first cost more CPU than the rest of a simple run.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub session_id: String,
+    pub input_value: Option<String>,
+    pub outputs: Vec<NodeResult>,
 }
 
-/// One `ResultData` object.
-fn result_data(node: &CNode, o: &Outcome) -> Value {
-    let mut results = Map::new();
-    let mut artifacts = Map::new();
-    let mut outputs = Map::new();
-    let mut logs = Map::new();
-    let mut messages = Vec::new();
-    let interface = is_interface(node.kind);
-    let chat = matches!(node.kind, Kind::ChatInput | Kind::ChatOutput);
-    for (name, v) in &o.values {
-        let (raw, ty) = v.artifact();
-        logs.insert(name.clone(), json!([]));
-        if interface {
-            results.insert(name.clone(), v.to_json());
-            outputs.insert(name.clone(), json!({"message": raw, "type": ty}));
-            if let Val::Message(m) = v {
-                if chat {
-                    artifacts.insert("message".into(), json!(m.text));
-                    artifacts.insert("sender".into(), json!(m.sender));
-                    artifacts.insert("sender_name".into(), json!(m.sender_name));
-                    artifacts.insert("files".into(), files_json(m));
-                    artifacts.insert("type".into(), json!("object"));
-                } else {
-                    artifacts.insert(
-                        name.clone(),
-                        json!({"repr": m.text, "raw": m.text, "type": "text"}),
-                    );
+/// One `ResultData` object: what one selected node produced.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    pub node_id: String,
+    pub display_name: String,
+    kind: Kind,
+    is_output: bool,
+    pub outcome: Arc<Outcome>,
+}
+
+impl RunOutput {
+    /// The response as a JSON value (tests, streaming's `end` event).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a run response serialises")
+    }
+}
+
+impl Serialize for RunOutput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Inputs<'a>(&'a Option<String>);
+        impl Serialize for Inputs<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(None)?;
+                if let Some(v) = self.0 {
+                    m.serialize_entry("input_value", v)?;
                 }
-                if !m.text.is_empty() {
-                    messages.push(json!({
-                        "message": m.text,
-                        "sender": m.sender.clone().unwrap_or_else(|| "Machine".into()),
-                        "sender_name": m.sender_name.clone().unwrap_or_else(|| "AI".into()),
-                        "session_id": m.session_id,
-                        "stream_url": null,
-                        "component_id": node.id,
-                        "files": files_json(m),
-                        "type": "text",
-                    }));
+                m.end()
+            }
+        }
+        struct Run<'a>(&'a RunOutput);
+        impl Serialize for Run<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("inputs", &Inputs(&self.0.input_value))?;
+                m.serialize_entry("outputs", &self.0.outputs)?;
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("session_id", &self.session_id)?;
+        m.serialize_entry("outputs", &[Run(self)])?;
+        m.end()
+    }
+}
+
+/// `{"path": ...}` per file, as artifacts and output messages list them.
+struct FilePaths<'a>(&'a [String]);
+
+impl Serialize for FilePaths<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|path| {
+            let mut one = Map::with_capacity(1);
+            one.insert("path".into(), Value::String(path.clone()));
+            one
+        }))
+    }
+}
+
+/// A map serialised from `(key, value)` pairs.
+struct Entries<I>(std::cell::RefCell<Option<I>>);
+
+impl<I, K, V> Serialize for Entries<I>
+where
+    I: Iterator<Item = (K, V)>,
+    K: Serialize,
+    V: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0.borrow_mut().take().expect("serialised once");
+        s.collect_map(entries)
+    }
+}
+
+fn entries<I: Iterator>(iter: I) -> Entries<I> {
+    Entries(std::cell::RefCell::new(Some(iter)))
+}
+
+/// `{"message": raw, "type": type}` (outputs) or `{"repr", "raw", "type"}` (artifacts).
+struct Logged<'a> {
+    value: &'a Val,
+    with_repr: bool,
+}
+
+impl Serialize for Logged<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if self.with_repr {
+            match self.value.raw_artifact() {
+                RawArtifact::Text(t) => m.serialize_entry("repr", t)?,
+                other => m.serialize_entry(
+                    "repr",
+                    &serde_json::to_string(&other).map_err(serde::ser::Error::custom)?,
+                )?,
+            }
+            m.serialize_entry("raw", &self.value.raw_artifact())?;
+        } else {
+            m.serialize_entry("message", &self.value.raw_artifact())?;
+        }
+        m.serialize_entry("type", self.value.artifact_type())?;
+        m.end()
+    }
+}
+
+struct TextArtifact<'a>(&'a str);
+
+impl Serialize for TextArtifact<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("repr", self.0)?;
+        map.serialize_entry("raw", self.0)?;
+        map.serialize_entry("type", "text")?;
+        map.end()
+    }
+}
+
+struct OutputMessage<'a> {
+    msg: &'a Message,
+    component_id: &'a str,
+}
+
+impl Serialize for OutputMessage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.msg;
+        let mut map = s.serialize_map(Some(8))?;
+        map.serialize_entry("message", &m.text)?;
+        map.serialize_entry("sender", m.sender.as_deref().unwrap_or("Machine"))?;
+        map.serialize_entry("sender_name", m.sender_name.as_deref().unwrap_or("AI"))?;
+        map.serialize_entry("session_id", &m.session_id)?;
+        map.serialize_entry("stream_url", &None::<()>)?;
+        map.serialize_entry("component_id", self.component_id)?;
+        map.serialize_entry("files", &FilePaths(&m.files))?;
+        map.serialize_entry("type", "text")?;
+        map.end()
+    }
+}
+
+impl NodeResult {
+    fn interface(&self) -> bool {
+        is_interface(self.kind)
+    }
+
+    fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.outcome.values.iter().filter_map(|(_, v)| match v {
+            Val::Message(m) => Some(m),
+            _ => None,
+        })
+    }
+}
+
+struct Artifacts<'a>(&'a NodeResult);
+
+impl Serialize for Artifacts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let node = self.0;
+        let values = &node.outcome.values;
+        if !node.interface() {
+            return s.collect_map(values.iter().map(|(name, v)| {
+                (
+                    name,
+                    Logged {
+                        value: v,
+                        with_repr: true,
+                    },
+                )
+            }));
+        }
+        if matches!(node.kind, Kind::ChatInput | Kind::ChatOutput) {
+            // One set of keys for the node; with several messages the last one's values win.
+            let mut map = s.serialize_map(None)?;
+            if let Some(m) = node.messages().last() {
+                for (k, v) in [
+                    ("message", ChatField::Text(m)),
+                    ("sender", ChatField::Sender(m)),
+                    ("sender_name", ChatField::SenderName(m)),
+                    ("files", ChatField::Files(m)),
+                    ("type", ChatField::Object),
+                ] {
+                    map.serialize_entry(k, &v)?;
                 }
             }
-        } else {
-            let repr = match &raw {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            artifacts.insert(name.clone(), json!({"repr": repr, "raw": raw, "type": ty}));
-            outputs.insert(name.clone(), json!({"message": raw, "type": ty}));
+            return map.end();
         }
+        s.collect_map(values.iter().filter_map(|(name, v)| match v {
+            Val::Message(m) => Some((name, TextArtifact(&m.text))),
+            _ => None,
+        }))
     }
-    let token_usage = if registry::is_output_type(&node.component_type) {
-        Value::Null
-    } else {
-        o.token_usage.map(|u| u.to_json()).unwrap_or(Value::Null)
-    };
-    json!({
-        "results": results,
-        "artifacts": artifacts,
-        "outputs": outputs,
-        "logs": logs,
-        "messages": messages,
-        "timedelta": null,
-        "duration": null,
-        "component_display_name": node.display_name,
-        "component_id": node.id,
-        "used_frozen_result": false,
-        "token_usage": token_usage,
-    })
 }
 
-fn response(c: &CompiledFlow, req: &RunRequest, session_id: &str, st: &RunState) -> Value {
-    let outputs: Vec<Value> = selected_nodes(c, req, st)
+enum ChatField<'a> {
+    Text(&'a Message),
+    Sender(&'a Message),
+    SenderName(&'a Message),
+    Files(&'a Message),
+    Object,
+}
+
+impl Serialize for ChatField<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ChatField::Text(m) => m.text.serialize(s),
+            ChatField::Sender(m) => m.sender.serialize(s),
+            ChatField::SenderName(m) => m.sender_name.serialize(s),
+            ChatField::Files(m) => FilePaths(&m.files).serialize(s),
+            ChatField::Object => s.serialize_str("object"),
+        }
+    }
+}
+
+impl Serialize for NodeResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let values = &self.outcome.values;
+        let interface = self.interface();
+        let mut m = s.serialize_map(Some(11))?;
+        if interface {
+            m.serialize_entry("results", &entries(values.iter().map(|(n, v)| (n, v))))?;
+        } else {
+            m.serialize_entry("results", &entries(std::iter::empty::<(&str, &Val)>()))?;
+        }
+        m.serialize_entry("artifacts", &Artifacts(self))?;
+        m.serialize_entry(
+            "outputs",
+            &entries(values.iter().map(|(n, v)| {
+                (
+                    n,
+                    Logged {
+                        value: v,
+                        with_repr: false,
+                    },
+                )
+            })),
+        )?;
+        m.serialize_entry("logs", &entries(values.iter().map(|(n, _)| (n, [(); 0]))))?;
+        let component_id = self.node_id.as_str();
+        let messages: Vec<OutputMessage<'_>> = if interface {
+            self.messages()
+                .filter(|msg| !msg.text.is_empty())
+                .map(|msg| OutputMessage { msg, component_id })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        m.serialize_entry("messages", &messages)?;
+        m.serialize_entry("timedelta", &None::<()>)?;
+        m.serialize_entry("duration", &None::<()>)?;
+        m.serialize_entry("component_display_name", &self.display_name)?;
+        m.serialize_entry("component_id", &self.node_id)?;
+        m.serialize_entry("used_frozen_result", &false)?;
+        let usage = if self.is_output {
+            None
+        } else {
+            self.outcome.token_usage
+        };
+        m.serialize_entry("token_usage", &usage)?;
+        m.end()
+    }
+}
+
+fn response(c: &CompiledFlow, req: &RunRequest, session_id: String, st: &RunState) -> RunOutput {
+    let outputs = selected_nodes(c, req, st)
         .into_iter()
-        .filter_map(|i| st.outcomes[i].as_ref().map(|o| result_data(&c.nodes[i], o)))
+        .filter_map(|i| {
+            let node = &c.nodes[i];
+            st.outcomes[i].as_ref().map(|o| NodeResult {
+                node_id: node.id.clone(),
+                display_name: node.display_name.clone(),
+                kind: node.kind,
+                is_output: registry::is_output_type(&node.component_type),
+                outcome: o.clone(),
+            })
+        })
         .collect();
-    let inputs = match &req.input_value {
-        Some(v) => json!({"input_value": v}),
-        None => json!({}),
-    };
-    json!({"session_id": session_id, "outputs": [{"inputs": inputs, "outputs": outputs}]})
+    RunOutput {
+        session_id,
+        input_value: req.input_value.clone(),
+        outputs,
+    }
 }

@@ -25,7 +25,9 @@ fn compiled(data: &Value, flow_id: &str) -> crate::CompiledFlow {
 }
 
 async fn run(c: &crate::CompiledFlow, req: RunRequest, ctx: &TestCtx) -> Result<Value, RunError> {
-    execute(c, req, ctx, None, CancellationToken::new()).await
+    execute(c, req, ctx, None, CancellationToken::new())
+        .await
+        .map(|out| out.to_value())
 }
 
 fn chat(input: &str) -> RunRequest {
@@ -145,7 +147,8 @@ async fn chat_echo_stream_events() {
     req.stream = true;
     let res = execute(&c, req, &ctx, Some(tx), CancellationToken::new())
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
     let mut evs = Vec::new();
     while let Some(e) = rx.recv().await {
         evs.push(e);
@@ -705,7 +708,8 @@ async fn basic_prompting_stream() {
     req.stream = true;
     let res = execute(&c, req, &ctx, Some(tx), CancellationToken::new())
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
     let mut evs = Vec::new();
     while let Some(e) = rx.recv().await {
         evs.push(e);

@@ -6,9 +6,36 @@ use serde_json::{Map, Value, json};
 
 /// `Utc::now()` formatted like Langflow: `2026-11-23 13:45:04.549509 UTC`.
 pub fn now_timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S%.6f UTC")
-        .to_string()
+    format_timestamp(chrono::Utc::now())
+}
+
+/// Langflow's timestamp layout, written digit by digit: chrono's `format` parses its pattern on
+/// every call, and every stored message carries a timestamp.
+pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    fn digits(out: &mut String, value: u32, width: usize) {
+        let text = value.to_string();
+        for _ in text.len()..width {
+            out.push('0');
+        }
+        out.push_str(&text);
+    }
+    let mut out = String::with_capacity(30);
+    digits(&mut out, t.year().max(0) as u32, 4);
+    out.push('-');
+    digits(&mut out, t.month(), 2);
+    out.push('-');
+    digits(&mut out, t.day(), 2);
+    out.push(' ');
+    digits(&mut out, t.hour(), 2);
+    out.push(':');
+    digits(&mut out, t.minute(), 2);
+    out.push(':');
+    digits(&mut out, t.second(), 2);
+    out.push('.');
+    digits(&mut out, (t.nanosecond() % 1_000_000_000) / 1000, 6);
+    out.push_str(" UTC");
+    out
 }
 
 /// A fresh id for a message or a run: a UUID like Langflow's, but version 7 (time-ordered)
@@ -368,7 +395,7 @@ impl Data {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({"text_key": self.text_key, "data": self.data, "default_value": self.default_value})
+        serde_json::to_value(self).expect("data serialises")
     }
 
     /// The text under `text_key`, or an error naming the missing key.
@@ -480,29 +507,85 @@ impl Val {
 
     /// JSON used in `results` / debug outputs.
     pub fn to_json(&self) -> Value {
-        match self {
-            Val::Null => Value::Null,
-            Val::Json(v) => v.clone(),
-            Val::Message(m) => m.to_json(false),
-            Val::Data(d) => d.to_json(),
-            Val::DataFrame(rows) => Value::Array(rows.iter().map(|r| json!(r.data)).collect()),
-            Val::List(items) => Value::Array(items.iter().map(Val::to_json).collect()),
-            Val::Opaque(s) => json!(s),
-        }
+        serde_json::to_value(self).expect("a value serialises")
     }
 
     /// `(raw, type)` as Langflow's artifacts and output logs report them.
     pub fn artifact(&self) -> (Value, &'static str) {
+        (
+            serde_json::to_value(self.raw_artifact()).expect("a value serialises"),
+            self.artifact_type(),
+        )
+    }
+
+    /// The `raw` part of [`Val::artifact`], borrowed.
+    pub fn raw_artifact(&self) -> RawArtifact<'_> {
         match self {
-            Val::Message(m) => (json!(m.text), "text"),
-            Val::Json(Value::String(s)) => (json!(s), "text"),
-            Val::Json(v @ Value::Object(_)) => (v.clone(), "object"),
-            Val::Json(v @ Value::Array(_)) => (v.clone(), "array"),
-            Val::Json(v) => (v.clone(), "unknown"),
-            Val::Data(d) => (json!(d.data), "object"),
-            Val::DataFrame(_) | Val::List(_) => (self.to_json(), "array"),
-            Val::Null => (Value::Null, "unknown"),
-            Val::Opaque(s) => (json!(s), "unknown"),
+            Val::Message(m) => RawArtifact::Text(&m.text),
+            Val::Json(Value::String(s)) => RawArtifact::Text(s),
+            Val::Json(v) => RawArtifact::Json(v),
+            Val::Data(d) => RawArtifact::Map(&d.data),
+            Val::DataFrame(_) | Val::List(_) => RawArtifact::Val(self),
+            Val::Null => RawArtifact::Json(&Value::Null),
+            Val::Opaque(s) => RawArtifact::Text(s),
+        }
+    }
+
+    /// The `type` part of [`Val::artifact`].
+    pub fn artifact_type(&self) -> &'static str {
+        match self {
+            Val::Message(_) | Val::Json(Value::String(_)) => "text",
+            Val::Json(Value::Object(_)) | Val::Data(_) => "object",
+            Val::Json(Value::Array(_)) | Val::DataFrame(_) | Val::List(_) => "array",
+            Val::Json(_) | Val::Null | Val::Opaque(_) => "unknown",
+        }
+    }
+}
+
+/// The raw value of an artifact, borrowed from the [`Val`] it reports.
+#[derive(Debug, Clone, Copy)]
+pub enum RawArtifact<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+    Map(&'a Map<String, Value>),
+    Val(&'a Val),
+}
+
+impl Serialize for RawArtifact<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawArtifact::Text(t) => s.serialize_str(t),
+            RawArtifact::Json(v) => v.serialize(s),
+            RawArtifact::Map(m) => m.serialize(s),
+            RawArtifact::Val(v) => v.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("text_key", &self.text_key)?;
+        m.serialize_entry("data", &self.data)?;
+        m.serialize_entry("default_value", &self.default_value)?;
+        m.end()
+    }
+}
+
+impl Serialize for Val {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Val::Null => s.serialize_unit(),
+            Val::Json(v) => v.serialize(s),
+            Val::Message(m) => MessageJson {
+                msg: m,
+                with_id: false,
+            }
+            .serialize(s),
+            Val::Data(d) => d.serialize(s),
+            Val::DataFrame(rows) => s.collect_seq(rows.iter().map(|r| &r.data)),
+            Val::List(items) => s.collect_seq(items),
+            Val::Opaque(name) => s.serialize_str(name),
         }
     }
 }
@@ -516,6 +599,18 @@ mod tests {
         let t = now_timestamp();
         assert!(t.ends_with(" UTC"));
         assert_eq!(t.len(), "2026-11-23 13:45:04.549509 UTC".len());
+        for micros in [
+            0i64,
+            1_795_454_006_000_042,
+            1_795_454_006_999_999,
+            253_402_300_799_000_000,
+        ] {
+            let dt = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+            assert_eq!(
+                format_timestamp(dt),
+                dt.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string()
+            );
+        }
     }
 
     #[test]

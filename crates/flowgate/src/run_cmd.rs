@@ -222,7 +222,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let response = flowgate_engine::execute(&compiled, request, &ctx, None, cancel)
             .await
             .map_err(run_error)?;
-        print_response(&response, args.json)
+        print_response(&response.to_value(), args.json)
     };
     interrupt.abort();
     result

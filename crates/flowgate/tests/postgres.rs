@@ -327,6 +327,36 @@ async fn assert_cache_is(s: &TestServer, expected: &str) {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_on_a_fresh_database_do_not_race() {
+    if !postgres_or_skip("instances_starting_together_on_a_fresh_database_do_not_race") {
+        return;
+    }
+    let owner = tempfile::tempdir().unwrap();
+    let url = database_url_for(owner.path()).unwrap();
+    let env = [("FLOWGATE_SECRET_KEY", SHARED_SECRET)];
+    // Three instances migrate and create the superuser at the same moment.
+    let (a, b, c) = tokio::join!(
+        TestServer::start_on_database(&url, &env),
+        TestServer::start_on_database(&url, &env),
+        TestServer::start_on_database(&url, &env),
+    );
+    let token = a.admin_token().await;
+    for s in [&a, &b, &c] {
+        let (status, me) = s.get_with_token("/api/v1/users/whoami", &token).await;
+        assert_eq!(
+            (status, me["username"].as_str()),
+            (StatusCode::OK, Some("langflow"))
+        );
+    }
+    let (_, users) = c
+        .get_with_token("/api/v1/users/?skip=0&limit=50", &token)
+        .await;
+    assert_eq!(users["total_count"], 1, "one superuser, not three: {users}");
+    let migrations = run_sql(owner.path(), "SELECT count(*) FROM _sqlx_migrations");
+    assert_eq!(migrations, "4", "each migration applied once");
+}
+
 /// A TCP proxy in front of PostgreSQL that the test can cut (every connection closed, new ones
 /// refused) and restore: PostgreSQL "going away" without stopping the shared server.
 struct Proxy {

@@ -50,7 +50,7 @@ pub async fn ensure_superuser(store: &Store, config: &Config) -> anyhow::Result<
     let pw = config.superuser_password.clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
     let id = uuid::Uuid::new_v4().to_string();
-    store
+    let created = store
         .create_user(NewUser {
             id: &id,
             username: &name,
@@ -58,8 +58,15 @@ pub async fn ensure_superuser(store: &Store, config: &Config) -> anyhow::Result<
             is_active: true,
             is_superuser: true,
         })
-        .await
-        .with_context(|| format!("creating the superuser {name:?}"))?;
+        .await;
+    match created {
+        Ok(_) => {}
+        // Another instance starting on the same database created it first.
+        Err(flowgate_store::StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("creating the superuser {name:?}")));
+        }
+    }
     tracing::info!(username = %name, "created the superuser");
     Ok(Some(config.uses_default_password()))
 }
@@ -183,8 +190,8 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let flusher = tokio::spawn(flush_usage_forever(state.clone()));
-        // PostgreSQL: other instances' changes arrive by LISTEN/NOTIFY.
-        let change_listener = state.store.start_listener();
+        // PostgreSQL: other instances' changes arrive by LISTEN/NOTIFY. SQLite: checkpoints.
+        let store_tasks = state.store.start_background_tasks();
         let message_writer = tokio::spawn(runctx::write_messages_forever(state.clone()));
         tokio::spawn(routes::flows::refresh_stale_problems(state.clone()));
         let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -193,9 +200,7 @@ impl Server {
             .await
             .context("serving HTTP")?;
         flusher.abort();
-        if let Some(listener) = change_listener {
-            listener.abort();
-        }
+        store_tasks.abort();
         flush_usage(&state).await;
         state.messages.shutdown(&state.store, message_writer).await;
         state.store.close().await;

@@ -130,7 +130,44 @@ pub async fn write_messages_forever(state: AppState) {
 }
 
 /// Microseconds since the epoch of a Langflow timestamp (`2026-11-23 13:45:04.549509 UTC`).
+/// The exact layout the engine writes is read digit by digit (every stored message passes
+/// here); anything else goes through chrono's parser.
 pub fn timestamp_micros(ts: &str) -> Option<i64> {
+    exact_timestamp_micros(ts).or_else(|| parse_timestamp_micros(ts))
+}
+
+fn exact_timestamp_micros(ts: &str) -> Option<i64> {
+    let b = ts.as_bytes();
+    if b.len() != 30 || !ts.ends_with(" UTC") {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let mut v = 0u32;
+        for &c in &b[range] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        Some(v)
+    };
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b' '),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if separators.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = date.and_hms_micro_opt(num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?)?;
+    Some(time.and_utc().timestamp_micros())
+}
+
+fn parse_timestamp_micros(ts: &str) -> Option<i64> {
     let t = ts.trim().trim_end_matches("UTC").trim();
     chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
@@ -387,6 +424,12 @@ mod tests {
             Some(1_000_002)
         );
         assert_eq!(timestamp_micros("nope"), None);
+        assert_eq!(timestamp_micros("1970-01-01 00:00:01 UTC"), Some(1_000_000));
+        assert_eq!(
+            timestamp_micros("2026-11-23 13:45:04.549509 UTC"),
+            Some(1_795_441_504_549_509)
+        );
+        assert_eq!(timestamp_micros("2026-13-23 13:45:04.549509 UTC"), None);
         let mut m = Message::with_text("hi");
         m.id = Some("m1".into());
         m.sender = Some("User".into());

@@ -109,8 +109,9 @@ for r in $(seq "$ROUNDS"); do
         echo "| $r | $label | $h | $rps | $p50 | $p99 | $bad |"
     done
     wrk -t1 -c8 -d"${DURATION}s" --latency -s "$PG_LUA" "$URL_pg_a/api/v1/run/peer-chat-echo" > "$WORK/two-a-$r.txt" &
+    WRK_A=$!
     wrk -t1 -c8 -d"${DURATION}s" --latency -s "$PG_LUA" "$URL_pg_b/api/v1/run/peer-chat-echo" > "$WORK/two-b-$r.txt"
-    wait %1 2>/dev/null || wait
+    wait "$WRK_A"
     read -r ra pa50 pa99 ba <<<"$(stats "$WORK/two-a-$r.txt")"
     read -r rb pb50 pb99 bb <<<"$(stats "$WORK/two-b-$r.txt")"
     echo "| $r | PostgreSQL, two instances (A + B, 8 connections each) | | $((ra + rb)) ($ra + $rb) | $pa50 / $pb50 | $pa99 / $pb99 | $((ba + bb)) |"

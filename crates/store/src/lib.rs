@@ -74,7 +74,7 @@ pub struct Store {
     epoch: AuthEpoch,
     location: String,
     /// The URL as given (with its password), for the PostgreSQL notification connection.
-    url: std::sync::Arc<str>,
+    url: DatabaseUrl,
 }
 
 impl Store {
@@ -128,7 +128,7 @@ impl Store {
             backend,
             epoch,
             location,
-            url: url.into(),
+            url: DatabaseUrl(url.into()),
         })
     }
 
@@ -140,7 +140,7 @@ impl Store {
         match self.backend {
             Backend::Postgres => tokio::spawn(epoch::run_listener(
                 self.epoch.clone(),
-                self.url.to_string(),
+                self.url.0.to_string(),
             )),
             Backend::Sqlite => {
                 let pool = self.pool.clone();
@@ -331,6 +331,17 @@ fn pool_options(
         })
 }
 
+/// A database URL that may hold a password: `Debug` shows it redacted, so a `Store` printed
+/// for debugging never leaks it.
+#[derive(Clone)]
+struct DatabaseUrl(std::sync::Arc<str>);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
 fn backend_of(url: &str) -> Result<Backend> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
@@ -408,6 +419,12 @@ mod tests {
             PathBuf::from("/srv/lf.db")
         );
         assert_eq!(sqlite_path("sqlite:///./lf.db"), PathBuf::from("./lf.db"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let url = DatabaseUrl("postgres://u:secret@h/db".into());
+        assert_eq!(format!("{url:?}"), "postgres://u:***@h/db");
     }
 
     #[test]

@@ -338,12 +338,17 @@ fn drop_test_database(dir: &Path) {
         return;
     };
     if let Some(name) = url.rsplit('/').next().and_then(|n| n.split('?').next()) {
-        let _ = Command::new("psql")
-            .args(["-qAt", "--dbname", &admin, "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .output();
+        drop_database(&admin, name);
     }
     let _ = std::fs::remove_file(dir.join(DATABASE_MARKER));
+}
+
+/// Best effort: a database still in use by a server that did not stop is dropped anyway.
+fn drop_database(admin: &str, name: &str) {
+    let _ = Command::new("psql")
+        .args(["-qAt", "--dbname", admin, "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .output();
 }
 
 fn sweep_stale_databases(admin: &str) {
@@ -359,10 +364,7 @@ fn sweep_stale_databases(admin: &str) {
     for name in String::from_utf8_lossy(&out.stdout).lines() {
         let stamp = name.split('_').nth(1).and_then(|t| t.parse::<u64>().ok());
         if stamp.is_some_and(|t| t < cutoff) {
-            let _ = Command::new("psql")
-                .args(["-qAt", "--dbname", admin, "-c"])
-                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .output();
+            drop_database(admin, name);
         }
     }
 }

@@ -915,23 +915,13 @@ impl Serialize for FilePaths<'_> {
     }
 }
 
-/// A map serialised from `(key, value)` pairs.
-struct Entries<I>(std::cell::RefCell<Option<I>>);
+/// A node's outputs as a map from output name to `f(value)`.
+struct ByName<'a, F>(&'a [(String, Val)], F);
 
-impl<I, K, V> Serialize for Entries<I>
-where
-    I: Iterator<Item = (K, V)>,
-    K: Serialize,
-    V: Serialize,
-{
+impl<'a, T: Serialize, F: Fn(&'a Val) -> T> Serialize for ByName<'a, F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let entries = self.0.borrow_mut().take().expect("serialised once");
-        s.collect_map(entries)
+        s.collect_map(self.0.iter().map(|(name, v)| (name, (self.1)(v))))
     }
-}
-
-fn entries<I: Iterator>(iter: I) -> Entries<I> {
-    Entries(std::cell::RefCell::new(Some(iter)))
 }
 
 /// `{"message": raw, "type": type}` (outputs) or `{"repr", "raw", "type"}` (artifacts).
@@ -1013,15 +1003,11 @@ impl Serialize for Artifacts<'_> {
         let node = self.0;
         let values = &node.outcome.values;
         if !node.interface() {
-            return s.collect_map(values.iter().map(|(name, v)| {
-                (
-                    name,
-                    Logged {
-                        value: v,
-                        with_repr: true,
-                    },
-                )
-            }));
+            let logged = |value| Logged {
+                value,
+                with_repr: true,
+            };
+            return ByName(values, logged).serialize(s);
         }
         if matches!(node.kind, Kind::ChatInput | Kind::ChatOutput) {
             // One set of keys for the node; with several messages the last one's values win.
@@ -1071,25 +1057,15 @@ impl Serialize for NodeResult {
         let values = &self.outcome.values;
         let interface = self.interface();
         let mut m = s.serialize_map(Some(11))?;
-        if interface {
-            m.serialize_entry("results", &entries(values.iter().map(|(n, v)| (n, v))))?;
-        } else {
-            m.serialize_entry("results", &entries(std::iter::empty::<(&str, &Val)>()))?;
-        }
+        let results: &[(String, Val)] = if interface { values } else { &[] };
+        m.serialize_entry("results", &ByName(results, |v| v))?;
         m.serialize_entry("artifacts", &Artifacts(self))?;
-        m.serialize_entry(
-            "outputs",
-            &entries(values.iter().map(|(n, v)| {
-                (
-                    n,
-                    Logged {
-                        value: v,
-                        with_repr: false,
-                    },
-                )
-            })),
-        )?;
-        m.serialize_entry("logs", &entries(values.iter().map(|(n, _)| (n, [(); 0]))))?;
+        let logged = |value| Logged {
+            value,
+            with_repr: false,
+        };
+        m.serialize_entry("outputs", &ByName(values, logged))?;
+        m.serialize_entry("logs", &ByName(values, |_| [(); 0]))?;
         let component_id = self.node_id.as_str();
         let messages: Vec<OutputMessage<'_>> = if interface {
             self.messages()

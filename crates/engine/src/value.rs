@@ -60,10 +60,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("usage serialises")
-    }
-
     /// Sum of several usages (Langflow accumulates upstream LLM usage on ChatOutput).
     pub fn sum<'a>(items: impl IntoIterator<Item = &'a Usage>) -> Option<Usage> {
         let mut any = false;
@@ -112,12 +108,6 @@ impl Default for Properties {
             usage: None,
             build_duration: None,
         }
-    }
-}
-
-impl Properties {
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("properties serialise")
     }
 }
 
@@ -394,10 +384,6 @@ impl Data {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("data serialises")
-    }
-
     /// The text under `text_key`, or an error naming the missing key.
     pub fn text(&self) -> Result<String, String> {
         match self.data.get(&self.text_key) {
@@ -505,20 +491,7 @@ impl Val {
         }
     }
 
-    /// JSON used in `results` / debug outputs.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a value serialises")
-    }
-
-    /// `(raw, type)` as Langflow's artifacts and output logs report them.
-    pub fn artifact(&self) -> (Value, &'static str) {
-        (
-            serde_json::to_value(self.raw_artifact()).expect("a value serialises"),
-            self.artifact_type(),
-        )
-    }
-
-    /// The `raw` part of [`Val::artifact`], borrowed.
+    /// The `raw` value Langflow's artifacts and output logs report, borrowed.
     pub fn raw_artifact(&self) -> RawArtifact<'_> {
         match self {
             Val::Message(m) => RawArtifact::Text(&m.text),
@@ -531,7 +504,7 @@ impl Val {
         }
     }
 
-    /// The `type` part of [`Val::artifact`].
+    /// The `type` Langflow's artifacts and output logs report.
     pub fn artifact_type(&self) -> &'static str {
         match self {
             Val::Message(_) | Val::Json(Value::String(_)) => "text",

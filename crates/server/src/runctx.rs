@@ -65,10 +65,6 @@ impl MessageQueue {
         self.flush(store).await;
     }
 
-    pub fn pending_len(&self) -> usize {
-        self.pending.lock().expect("message queue lock").len()
-    }
-
     /// Writes everything queued so far.
     pub async fn flush(&self, store: &Store) {
         let _writing = self.writing.lock().await;

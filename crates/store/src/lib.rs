@@ -220,10 +220,7 @@ impl Store {
 
     /// A write transaction on the message writer's connection (see `message_pool`).
     pub(crate) async fn message_write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.message_pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.message_pool.begin().await?,
-        })
+        self.begin_write(&self.message_pool).await
     }
 
     /// The cross-process "something about authentication changed" signal. See [`AuthEpoch`].
@@ -236,9 +233,13 @@ impl Store {
     /// SQLITE_BUSY_SNAPSHOT if another connection committed in between, which `busy_timeout`
     /// cannot help with. Waiting for the lock at BEGIN is what `busy_timeout` handles.
     pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.begin_write(&self.pool).await
+    }
+
+    async fn begin_write(&self, pool: &AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => pool.begin().await?,
         })
     }
 

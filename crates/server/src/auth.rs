@@ -163,7 +163,11 @@ pub async fn verify_api_key(state: &AppState, raw: &str) -> Result<Arc<VerifiedK
     if !keys::well_formed(raw) {
         return Err(KeyRejection::Invalid);
     }
-    state.keys.sync_epoch(state.store.auth_epoch().current());
+    // One epoch read per request serves both caches: a key is verified before any flow it
+    // runs is looked up (`routes::run::flow_for_key` takes the verified key).
+    let epoch = state.store.auth_epoch().current();
+    state.keys.sync_epoch(epoch);
+    state.flow_cache.sync_epoch(epoch);
     let now = flowgate_store::now_micros();
     let hash = keys::hash_key_bytes(raw);
     if let Some(key) = state.keys.get(&hash) {

@@ -123,7 +123,8 @@ fn flow_not_found(ident: &str) -> ApiError {
 }
 
 /// The key owner's flow by id or endpoint name, compiled; 404 when missing, another user's,
-/// or not on the key's flow list.
+/// or not on the key's flow list. The flow cache was brought up to the store's epoch when the
+/// key was verified (`auth::verify_api_key`).
 pub async fn flow_for_key(
     state: &AppState,
     key: &VerifiedKey,
@@ -133,9 +134,6 @@ pub async fn flow_for_key(
     // A UUID in any case or without hyphens names the same flow; the 404 still echoes it as given.
     let canonical = flowdoc::canonical_ident(ident);
     let lookup = canonical.as_ref();
-    state
-        .flow_cache
-        .sync_epoch(state.store.auth_epoch().current());
     let flow = match state.flow_cache.get(user_id, lookup) {
         Some(flow) => flow,
         None => load_flow(state, user_id, lookup)

@@ -12,6 +12,13 @@ use clap::Parser;
 
 use cli::{Cli, DbArgs};
 
+/// mimalloc instead of glibc's malloc. Measured (BENCHMARKS.md, "Run"): under load, a run's
+/// message rows are allocated on the async workers and freed on the SQLite writer's thread, and
+/// glibc's per-arena locks made threads sleep on each other (`__lll_lock_wait_private` was a
+/// sixth of the writer's context switches); its malloc/free were 13 % of the workers' CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     load_env_file();
     cli::apply_env_aliases();

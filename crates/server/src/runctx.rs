@@ -86,33 +86,18 @@ impl MessageQueue {
     }
 }
 
-/// One transaction for the batch. If it fails for a reason other than the database being
-/// unreachable, the rows are retried one by one so one bad row does not fail the others.
+/// One transaction for the batch (the store retries row by row if one row spoils it); each
+/// run hears how its own rows fared.
 async fn write_batch(store: &Store, batch: Vec<Queued>) {
     let (rows, waiters): (Vec<MessageRow>, Vec<_>) =
         batch.into_iter().map(|q| (q.row, q.done)).unzip();
-    match store.upsert_messages(&rows).await {
-        Ok(()) => {
-            for done in waiters {
-                let _ = done.send(Ok(()));
-            }
-        }
-        Err(e @ StoreError::Unavailable(_)) => {
-            tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages");
-            for done in waiters {
-                let _ = done.send(Err(StoreError::Unavailable(e.to_string())));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages; retrying one by one");
-            for (row, done) in rows.iter().zip(waiters) {
-                let result = store.upsert_messages(std::slice::from_ref(row)).await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, message_id = %row.id, "could not store a message");
-                }
-                let _ = done.send(result);
-            }
-        }
+    let results = store.upsert_messages(rows).await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        tracing::error!(error = %e, failed, "could not store messages; their runs answer 503");
+    }
+    for (result, done) in results.into_iter().zip(waiters) {
+        let _ = done.send(result);
     }
 }
 

@@ -12,6 +12,7 @@ mod epoch;
 mod error;
 mod flows;
 mod messages;
+mod sqlite_writer;
 mod tokens;
 mod users;
 mod variables;
@@ -26,7 +27,6 @@ pub use variables::VariableRow;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -64,12 +64,10 @@ impl Default for PoolSettings {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite: one connection of its own for the message writer, so its page cache stays warm
-    /// (a pooled connection's cache is stale whenever another connection wrote last). On
-    /// PostgreSQL the same pool as everything else.
-    message_pool: AnyPool,
-    /// Set by the checkpointer when SQLite's WAL should start over (see `checkpoint`).
-    restart_wal: std::sync::Arc<AtomicBool>,
+    /// SQLite: the message writer's thread and connection (its page cache stays warm: a pooled
+    /// connection's cache is stale whenever another connection wrote last). PostgreSQL: none,
+    /// messages go through the pool like everything else.
+    sqlite_writer: Option<std::sync::Arc<sqlite_writer::SqliteMessageWriter>>,
     backend: Backend,
     epoch: AuthEpoch,
     location: String,
@@ -83,7 +81,7 @@ impl Store {
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(url)?;
-        let (url, location, epoch) = match backend {
+        let (url, location, epoch, sqlite_file) = match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(url);
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -99,9 +97,15 @@ impl Store {
                     format!("sqlite://{}?mode=rwc", path.display()),
                     path.display().to_string(),
                     epoch,
+                    Some(path),
                 )
             }
-            Backend::Postgres => (url.to_string(), redact_url(url), AuthEpoch::notified()),
+            Backend::Postgres => (
+                url.to_string(),
+                redact_url(url),
+                AuthEpoch::notified(),
+                None,
+            ),
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?
@@ -110,21 +114,20 @@ impl Store {
             Backend::Sqlite => settings.max_connections.max(2),
             Backend::Postgres => settings.max_connections,
         };
-        let pool = pool_options(backend, max, settings.acquire_timeout, true)
-            .connect_with(options.clone())
+        let pool = pool_options(backend, max, settings.acquire_timeout)
+            .connect_with(options)
             .await
             .map_err(|e| StoreError::from_connect(e, &location))?;
-        let message_pool = match backend {
-            Backend::Sqlite => pool_options(backend, 1, settings.acquire_timeout, false)
-                .connect_with(options)
-                .await
-                .map_err(|e| StoreError::from_connect(e, &location))?,
-            Backend::Postgres => pool.clone(),
+        // After the pool's first connection: it created the file and switched it to WAL.
+        let sqlite_writer = match sqlite_file {
+            Some(path) => Some(std::sync::Arc::new(
+                sqlite_writer::SqliteMessageWriter::start(&path)?,
+            )),
+            None => None,
         };
         Ok(Self {
             pool,
-            message_pool,
-            restart_wal: Default::default(),
+            sqlite_writer,
             backend,
             epoch,
             location,
@@ -134,8 +137,8 @@ impl Store {
 
     /// What a long-running server needs beside requests; servers call this once. PostgreSQL:
     /// a `LISTEN` connection for other processes' changes (see [`AuthEpoch`]). SQLite: WAL
-    /// checkpoints every [`CHECKPOINT_INTERVAL`] on a pooled connection, off the message
-    /// writer's path.
+    /// checkpoints every [`CHECKPOINT_INTERVAL`] on a connection of their own, off the message
+    /// writer's path (see `sqlite_writer::Checkpointer`).
     pub fn start_background_tasks(&self) -> tokio::task::JoinHandle<()> {
         match self.backend {
             Backend::Postgres => tokio::spawn(epoch::run_listener(
@@ -143,15 +146,28 @@ impl Store {
                 self.url.0.to_string(),
             )),
             Backend::Sqlite => {
-                let pool = self.pool.clone();
-                let restart_wal = self.restart_wal.clone();
+                let checkpointer = self
+                    .sqlite_writer
+                    .as_ref()
+                    .map(|writer| writer.checkpointer().map(std::sync::Arc::new));
                 tokio::spawn(async move {
+                    let checkpointer = match checkpointer {
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "cannot open the WAL checkpointer; the WAL will grow");
+                            return;
+                        }
+                        None => return,
+                    };
                     let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        if let Err(e) = checkpoint(&pool, &restart_wal).await {
-                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                        let c = checkpointer.clone();
+                        match tokio::task::spawn_blocking(move || c.checkpoint()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                            Err(e) => tracing::warn!(error = %e, "WAL checkpoint task failed"),
                         }
                     }
                 })
@@ -206,23 +222,6 @@ impl Store {
         &self.pool
     }
 
-    /// On the message writer's connection, after a commit: restarts SQLite's WAL when the
-    /// checkpointer asked for it (copies the rest of the log into the database, then the next
-    /// write starts the log from its beginning).
-    pub(crate) async fn restart_wal_if_asked(&self) -> Result<()> {
-        if self.restart_wal.swap(false, Ordering::AcqRel) {
-            sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                .fetch_one(&self.message_pool)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// A write transaction on the message writer's connection (see `message_pool`).
-    pub(crate) async fn message_write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        self.begin_write(&self.message_pool).await
-    }
-
     /// The cross-process "something about authentication changed" signal. See [`AuthEpoch`].
     pub fn auth_epoch(&self) -> &AuthEpoch {
         &self.epoch
@@ -268,41 +267,14 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.message_pool.close().await;
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }
 
-/// A PASSIVE checkpoint copies what it can without waiting for anyone; but under a steady
-/// stream of writes it never catches up with the end of the WAL, so the file would only grow.
-/// Past [`WAL_RESTART_PAGES`] it asks the message writer to restart the log itself, right after
-/// its next commit ([`Store::restart_wal_if_asked`]): done here, the restart would make the
-/// writer wait in SQLite's busy handler, which sleeps in steps of milliseconds.
-async fn checkpoint(pool: &AnyPool, restart_wal: &AtomicBool) -> Result<()> {
-    use sqlx::Row;
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await?;
-    let wal_pages: i64 = row.try_get(1).unwrap_or(0);
-    if wal_pages > WAL_RESTART_PAGES {
-        restart_wal.store(true, Ordering::Release);
-    }
-    Ok(())
-}
-
-/// WAL size (4 KiB pages) past which the log is restarted: 2 MiB. Measured on this machine
-/// (bench/run.sh): small enough that the restart's fsync stays short (p99 under 20 ms at 16
-/// connections; 16 MiB gave 45 ms, 128 MiB 70 ms), large enough to keep batches cheap.
-const WAL_RESTART_PAGES: i64 = 512;
-
-/// `auto_checkpoint: false` for the message writer: its commits then never stop to copy the
-/// WAL into the database and fsync it; [`Store::start_background_tasks`] checkpoints instead.
-fn pool_options(
-    backend: Backend,
-    max: u32,
-    acquire_timeout: Duration,
-    auto_checkpoint: bool,
-) -> AnyPoolOptions {
+fn pool_options(backend: Backend, max: u32, acquire_timeout: Duration) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max.max(1))
         .acquire_timeout(acquire_timeout)
@@ -323,9 +295,6 @@ fn pool_options(
                          PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
                     )
                     .await?;
-                    if !auto_checkpoint {
-                        conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
-                    }
                 }
                 Ok(())
             })

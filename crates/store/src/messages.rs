@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// A stored chat message. `data` is the full message JSON text.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,14 +53,13 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
     })
 }
 
-/// Rows per INSERT statement (10 parameters each). Not more: binding costs grow with the square
-/// of a statement's parameter count in SQLite (each bind looks its name up in a list), and at
-/// 50 rows that lookup alone was 4.5 % of a busy server's CPU (2.3 % at 16 rows).
+/// Rows per INSERT statement on the pooled path (PostgreSQL): one statement, one round trip,
+/// for up to 8 messages. Not more: sqlx binds each parameter by looking its name up, so the cost
+/// grows with the square of a statement's parameter count.
 const ROWS_PER_STATEMENT: usize = 8;
 
-/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows. One
-/// statement per 50 messages instead of one per message: the per-statement overhead was what
-/// kept the writer behind a busy run route.
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows; the
+/// SQLite writer uses the one-row form as a cached prepared statement.
 fn upsert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
@@ -80,20 +79,46 @@ fn upsert_sql(rows: usize) -> String {
 }
 
 /// The statement for `rows` rows (1..=ROWS_PER_STATEMENT), built once per process.
-fn upsert_sql_for(rows: usize) -> &'static str {
+pub(crate) fn upsert_sql_for(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| (1..=ROWS_PER_STATEMENT).map(upsert_sql).collect());
     &all[rows - 1]
 }
 
 impl Store {
-    /// Inserts or updates (by id) every message in ONE transaction. A row whose id belongs to
-    /// another user's message is left alone. When an id appears more than once (a streamed
-    /// model message and its final version), the last one wins.
-    pub async fn upsert_messages(&self, rows: &[MessageRow]) -> Result<()> {
+    /// Inserts or updates (by id) every message in ONE transaction, and returns one result per
+    /// row, in order. A row whose id belongs to another user's message is left alone. When an id
+    /// appears more than once (a streamed model message and its final version), the last one
+    /// wins. If the batch fails for a reason other than the database being unavailable, each row
+    /// is retried in a transaction of its own, so one bad row does not fail the others.
+    ///
+    /// SQLite: on the message writer's own thread and connection ([`crate::sqlite_writer`]).
+    pub async fn upsert_messages(&self, rows: Vec<MessageRow>) -> Vec<Result<()>> {
         if rows.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.write(rows).await;
+        }
+        let all = match self.upsert_messages_pooled(&rows).await {
+            Ok(()) => return rows.iter().map(|_| Ok(())).collect(),
+            Err(e @ StoreError::Unavailable(_)) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages; retrying one by one");
+                let mut each = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    each.push(self.upsert_messages_pooled(std::slice::from_ref(row)).await);
+                }
+                return each;
+            }
+        };
+        rows.iter()
+            .map(|_| Err(StoreError::Unavailable(all.to_string())))
+            .collect()
+    }
+
+    /// PostgreSQL: multi-row statements on a pooled connection.
+    async fn upsert_messages_pooled(&self, rows: &[MessageRow]) -> Result<()> {
         // PostgreSQL refuses to update one row twice in a statement: keep each id's last row.
         let mut last = std::collections::HashMap::with_capacity(rows.len());
         for (i, m) in rows.iter().enumerate() {
@@ -105,7 +130,7 @@ impl Store {
             .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
             .map(|(_, m)| m)
             .collect();
-        let mut tx = self.message_write_tx().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in unique.chunks(ROWS_PER_STATEMENT) {
             let mut query = sqlx::query(upsert_sql_for(chunk.len()));
             for m in chunk {
@@ -124,10 +149,6 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        if let Err(e) = self.restart_wal_if_asked().await {
-            // The rows are committed; the next batch tries again.
-            tracing::warn!(error = %e, "could not restart the WAL");
-        }
         Ok(())
     }
 
@@ -219,19 +240,21 @@ mod tests {
                 .unwrap();
         }
         store
-            .upsert_messages(&[
+            .upsert_messages(vec![
                 row("1", "a", "s", 1, "one"),
                 row("2", "a", "s", 2, "two"),
                 row("3", "b", "s", 3, "bob"),
                 row("1", "a", "s", 1, "one, edited"),
             ])
             .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
             .unwrap();
         // Another user cannot overwrite a's message by reusing its id.
-        store
-            .upsert_messages(&[row("2", "b", "s", 9, "hijack")])
-            .await
-            .unwrap();
+        let hijack = store
+            .upsert_messages(vec![row("2", "b", "s", 9, "hijack")])
+            .await;
+        assert!(matches!(hijack[..], [Ok(())]), "{hijack:?}");
         let filter = MessageFilter {
             user_id: "a",
             session_id: Some("s"),

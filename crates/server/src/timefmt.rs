@@ -13,6 +13,13 @@ pub fn user_time(micros: i64) -> String {
         .to_string()
 }
 
+/// Messages: `2026-11-23 13:45:04.549509 UTC`.
+pub fn message_time(micros: i64) -> String {
+    to_datetime(micros)
+        .format("%Y-%m-%d %H:%M:%S%.6f UTC")
+        .to_string()
+}
+
 /// API keys and flows: `2026-11-23T13:44:01+00:00`.
 pub fn second_time(micros: i64) -> String {
     to_datetime(micros)

@@ -6,7 +6,8 @@ use sqlx::any::AnyRow;
 
 use crate::{Result, Store, StoreError};
 
-/// A stored chat message. `data` is the full message JSON text.
+/// A stored chat message. `data` is message JSON text: the server leaves out what the columns
+/// hold and default values, and puts them back on read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MessageRow {
     pub id: String,

@@ -165,7 +165,7 @@ fn message_response(row: &MessageRow) -> Value {
         "timestamp".into(),
         data.get("timestamp")
             .cloned()
-            .unwrap_or_else(|| json!(langflow_time(row.timestamp))),
+            .unwrap_or_else(|| json!(crate::timefmt::message_time(row.timestamp))),
     );
     m.insert(
         "sender".into(),
@@ -192,14 +192,6 @@ fn message_response(row: &MessageRow) -> Value {
     );
     m.insert("session_metadata".into(), get("session_metadata"));
     Value::Object(m)
-}
-
-/// `2026-11-23 13:45:04.549509 UTC`, Langflow's message timestamp format.
-fn langflow_time(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S%.6f UTC")
-        .to_string()
 }
 
 /// 204, as Langflow; deleting a session with no messages is not an error.

@@ -20,6 +20,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-2}
 BIN=$TARGET_DIR/release/flowgate
 SECRET=bench-instances-share-this-secret-0123456789
+source "$ROOT/bench/lib.sh"
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -57,41 +58,14 @@ start() {
     printf -v "URL_$name" '%s' "$url"
 }
 
-# setup URL: key + chat-echo flow; sets KEY
-setup() {
-    local url=$1 token
-    token=$(curl -s -X POST "$url/api/v1/login" -d username=langflow -d password=langflow | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
-    KEY=$(curl -s -X POST "$url/api/v1/api_key/" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["api_key"])')
-    curl -s -o /dev/null -X POST "$url/api/v1/flows/" -H "x-api-key: $KEY" -H 'Content-Type: application/json' --data-binary "@$FIXTURES/chat-echo.json"
-    cat > "$WORK/run.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"input_value":"hello"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-api-key"] = "$KEY"
-LUA
-}
-
-stats() { # wrk output file -> "req/s p50 p99 non2xx"
-    python3 - "$1" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-def ms(v, u):
-    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", t))
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat.get('50', 0):.2f} {lat.get('99', 0):.2f} {bad.group(1) if bad else 0}")
-PY
-}
-
 echo "| round | setup | /health req/s | run req/s | run p50 ms | run p99 ms | non-2xx |"
 echo "|---|---|---:|---:|---:|---:|---:|"
 start sqlite
-setup "$URL_sqlite"
+chat_echo_setup "$URL_sqlite"
 start pg_a FLOWGATE_DATABASE_URL="$DB_URL" FLOWGATE_DB_MAX_CONNECTIONS=16
 start pg_b FLOWGATE_DATABASE_URL="$DB_URL" FLOWGATE_DB_MAX_CONNECTIONS=16
 SQLITE_LUA=$WORK/sqlite.lua; cp "$WORK/run.lua" "$SQLITE_LUA"
-setup "$URL_pg_a"
+chat_echo_setup "$URL_pg_a"
 PG_LUA=$WORK/pg.lua; cp "$WORK/run.lua" "$PG_LUA"
 for u in "$URL_sqlite" "$URL_pg_a" "$URL_pg_b"; do
     lua=$PG_LUA; [[ $u == "$URL_sqlite" ]] && lua=$SQLITE_LUA
@@ -103,8 +77,8 @@ for r in $(seq "$ROUNDS"); do
         lua=$PG_LUA; [[ $setup_name == sqlite ]] && lua=$SQLITE_LUA
         wrk -t2 -c16 -d"${DURATION}s" --latency "$u/health" > "$WORK/h-$setup_name-$r.txt"
         wrk -t2 -c16 -d"${DURATION}s" --latency -s "$lua" "$u/api/v1/run/peer-chat-echo" > "$WORK/r-$setup_name-$r.txt"
-        read -r h _ _ _ <<<"$(stats "$WORK/h-$setup_name-$r.txt")"
-        read -r rps p50 p99 bad <<<"$(stats "$WORK/r-$setup_name-$r.txt")"
+        read -r h _ _ _ <<<"$(wrk_stats "$WORK/h-$setup_name-$r.txt")"
+        read -r rps p50 p99 bad <<<"$(wrk_stats "$WORK/r-$setup_name-$r.txt")"
         label=$([[ $setup_name == sqlite ]] && echo "SQLite, one instance" || echo "PostgreSQL, one instance")
         echo "| $r | $label | $h | $rps | $p50 | $p99 | $bad |"
     done
@@ -112,8 +86,8 @@ for r in $(seq "$ROUNDS"); do
     WRK_A=$!
     wrk -t1 -c8 -d"${DURATION}s" --latency -s "$PG_LUA" "$URL_pg_b/api/v1/run/peer-chat-echo" > "$WORK/two-b-$r.txt"
     wait "$WRK_A"
-    read -r ra pa50 pa99 ba <<<"$(stats "$WORK/two-a-$r.txt")"
-    read -r rb pb50 pb99 bb <<<"$(stats "$WORK/two-b-$r.txt")"
+    read -r ra pa50 pa99 ba <<<"$(wrk_stats "$WORK/two-a-$r.txt")"
+    read -r rb pb50 pb99 bb <<<"$(wrk_stats "$WORK/two-b-$r.txt")"
     echo "| $r | PostgreSQL, two instances (A + B, 8 connections each) | | $((ra + rb)) ($ra + $rb) | $pa50 / $pb50 | $pa99 / $pb99 | $((ba + bb)) |"
 done
 echo

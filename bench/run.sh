@@ -17,6 +17,7 @@ ROUNDS=${ROUNDS:-3}
 SAMPLES=${SAMPLES:-300}
 RUNS=${RUNS:-1000000}
 BIN=$TARGET_DIR/release/flowgate
+source "$ROOT/bench/lib.sh"
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -49,30 +50,10 @@ done
 [[ -n $URL ]] || { log "server did not start"; cat "$WORK/server.log" >&2; exit 1; }
 log "server at $URL, fake model at $FAKE_URL"
 
-TOKEN=$(curl -s -X POST "$URL/api/v1/login" -d username=langflow -d password=langflow | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
-KEY=$(curl -s -X POST "$URL/api/v1/api_key/" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["api_key"])')
-curl -s -X POST "$URL/api/v1/flows/" -H "x-api-key: $KEY" -H 'Content-Type: application/json' --data-binary "@$FIXTURES/chat-echo.json" >/dev/null
+chat_echo_setup "$URL"
 BP_ID=$(curl -s -X POST "$URL/api/v1/flows/" -H "x-api-key: $KEY" -H 'Content-Type: application/json' --data-binary "@$FIXTURES/langflow-starters/Basic Prompting.json" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
 
-cat > "$WORK/run.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"input_value":"hello"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-api-key"] = "$KEY"
-LUA
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status"; }
-wrk_stats() { # file → "req/s p50 p99"
-    python3 - "$1" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-def ms(v, u):
-    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", t))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.0f} {lat.get('50', 0):.2f} {lat.get('99', 0):.2f} {non2xx.group(1) if non2xx else 0}")
-PY
-}
 
 log "warm-up"
 wrk -t2 -c16 -d2s "$URL/health" >/dev/null

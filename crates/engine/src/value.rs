@@ -248,6 +248,27 @@ impl Serialize for Files<'_> {
     }
 }
 
+/// The keys a message's `data` object has of its own (besides `id`); an extra key of the same
+/// name is written once, with the message's own value.
+pub const MESSAGE_DATA_KEYS: [&str; 16] = [
+    "text",
+    "files",
+    "sender",
+    "sender_name",
+    "session_id",
+    "context_id",
+    "run_id",
+    "timestamp",
+    "flow_id",
+    "error",
+    "edit",
+    "properties",
+    "category",
+    "content_blocks",
+    "duration",
+    "session_metadata",
+];
+
 /// A message's `data` object ([`Message::data_json`]).
 pub struct MessageData<'a>(pub &'a Message);
 
@@ -276,26 +297,8 @@ impl Serialize for MessageData<'_> {
         } else {
             // Extra keys first; a known key of the same name is written once, later, with
             // the message's own value (what inserting into one map did).
-            const KNOWN: [&str; 16] = [
-                "text",
-                "files",
-                "sender",
-                "sender_name",
-                "session_id",
-                "context_id",
-                "run_id",
-                "timestamp",
-                "flow_id",
-                "error",
-                "edit",
-                "properties",
-                "category",
-                "content_blocks",
-                "duration",
-                "session_metadata",
-            ];
             for (k, v) in &msg.extra {
-                if !KNOWN.contains(&k.as_str()) {
+                if !MESSAGE_DATA_KEYS.contains(&k.as_str()) {
                     m.serialize_entry(k, v)?;
                 }
             }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use flowgate_engine::context::{BoxFuture, HistoryQuery, RunContext};
-use flowgate_engine::value::{Properties, Source, Usage};
+use flowgate_engine::value::{MESSAGE_DATA_KEYS, Properties, Source, Usage};
 use flowgate_engine::{LlmTimeouts, Message};
 use flowgate_store::{MessageFilter, MessageRow, Store, StoreError};
 use serde_json::Value;
@@ -110,11 +110,15 @@ pub async fn write_messages_forever(state: AppState) {
     }
 }
 
-/// Microseconds since the epoch of a Langflow timestamp (`2026-11-23 13:45:04.549509 UTC`).
-/// The exact layout the engine writes is read digit by digit (every stored message passes
+/// Microseconds since the epoch of a Langflow timestamp (`2026-11-23 13:45:04.549509 UTC`), and
+/// whether it is in exactly that layout (the one `timefmt::message_time` prints back). That
+/// layout, the one the engine writes, is read digit by digit (every stored message passes
 /// here); anything else goes through chrono's parser.
-pub fn timestamp_micros(ts: &str) -> Option<i64> {
-    exact_timestamp_micros(ts).or_else(|| parse_timestamp_micros(ts))
+pub fn timestamp_micros(ts: &str) -> Option<(i64, bool)> {
+    match exact_timestamp_micros(ts) {
+        Some(micros) => Some((micros, true)),
+        None => parse_timestamp_micros(ts).map(|micros| (micros, false)),
+    }
 }
 
 fn exact_timestamp_micros(ts: &str) -> Option<i64> {
@@ -159,10 +163,10 @@ fn parse_timestamp_micros(ts: &str) -> Option<i64> {
 /// do not: keys kept in columns (id, flow, session, context, sender, sender name, text, and the
 /// timestamp when its column gives it back exactly) and keys at their default value are left
 /// out, and put back on read ([`message_from_row`], `routes::messages`). That halves the row
-/// (~760 → ~330 bytes of JSON for a chat message), and so the WAL and database written per run.
+/// (~760 → ~400 bytes of JSON for a chat message), and so the WAL and database written per run.
 /// Rows written whole by earlier versions read the same.
 pub fn message_row(user_id: &str, msg: &Message) -> MessageRow {
-    let exact = exact_timestamp_micros(&msg.timestamp);
+    let parsed = timestamp_micros(&msg.timestamp);
     MessageRow {
         id: msg
             .id
@@ -172,15 +176,13 @@ pub fn message_row(user_id: &str, msg: &Message) -> MessageRow {
         flow_id: msg.flow_id.clone(),
         session_id: msg.session_id.clone(),
         context_id: msg.context_id.clone(),
-        timestamp: exact
-            .or_else(|| parse_timestamp_micros(&msg.timestamp))
-            .unwrap_or_else(flowgate_store::now_micros),
+        timestamp: parsed.map_or_else(flowgate_store::now_micros, |(micros, _)| micros),
         sender: msg.sender.clone(),
         sender_name: msg.sender_name.clone(),
         text: msg.text.clone(),
         data: serde_json::to_string(&StoredData {
             msg,
-            with_timestamp: exact.is_none(),
+            with_timestamp: !matches!(parsed, Some((_, true))),
         })
         .expect("a message serialises"),
     }
@@ -198,7 +200,8 @@ impl serde::Serialize for StoredData<'_> {
         let msg = self.msg;
         let mut m = s.serialize_map(None)?;
         for (k, v) in &msg.extra {
-            if !STORED_KEYS.contains(&k.as_str()) {
+            // `id` is a column; the others are written below or kept in columns.
+            if k != "id" && !MESSAGE_DATA_KEYS.contains(&k.as_str()) {
                 m.serialize_entry(k, v)?;
             }
         }
@@ -233,28 +236,6 @@ impl serde::Serialize for StoredData<'_> {
         m.end()
     }
 }
-
-/// Keys of a message's data that [`StoredData`] writes itself or keeps in columns: an extra key
-/// of the same name is not stored twice.
-const STORED_KEYS: [&str; 17] = [
-    "id",
-    "text",
-    "files",
-    "sender",
-    "sender_name",
-    "session_id",
-    "context_id",
-    "run_id",
-    "timestamp",
-    "flow_id",
-    "error",
-    "edit",
-    "properties",
-    "category",
-    "content_blocks",
-    "duration",
-    "session_metadata",
-];
 
 /// A stored message as the engine sees it: `data` with the columns put back (the columns are
 /// authoritative).
@@ -489,13 +470,16 @@ mod tests {
     fn timestamps_and_round_trip() {
         assert_eq!(
             timestamp_micros("1970-01-01 00:00:01.000002 UTC"),
-            Some(1_000_002)
+            Some((1_000_002, true))
         );
         assert_eq!(timestamp_micros("nope"), None);
-        assert_eq!(timestamp_micros("1970-01-01 00:00:01 UTC"), Some(1_000_000));
+        assert_eq!(
+            timestamp_micros("1970-01-01 00:00:01 UTC"),
+            Some((1_000_000, false))
+        );
         assert_eq!(
             timestamp_micros("2026-11-23 13:45:04.549509 UTC"),
-            Some(1_795_441_504_549_509)
+            Some((1_795_441_504_549_509, true))
         );
         assert_eq!(timestamp_micros("2026-13-23 13:45:04.549509 UTC"), None);
         let mut m = Message::with_text("hi");
@@ -523,7 +507,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(keys, ["template", "properties", "run_id"]);
-        assert_eq!(row.timestamp, timestamp_micros(&m.timestamp).unwrap());
+        assert_eq!(Some((row.timestamp, true)), timestamp_micros(&m.timestamp));
         let mut back = message_from_row(&row);
         assert_eq!(back.timestamp, m.timestamp);
         // Extra keys are kept in the row but, as before, not read back into the message.

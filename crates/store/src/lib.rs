@@ -372,6 +372,35 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// What the store's unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A migrated SQLite store in a fresh folder (returned, for the test to remove), with one
+    /// active user per id in `users` (id and username alike).
+    pub(crate) async fn sqlite_store(users: &[&str]) -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fg-store-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect(&sqlite_url(&dir.join("t.db")), &PoolSettings::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for &u in users {
+            store
+                .create_user(NewUser {
+                    id: u,
+                    username: u,
+                    password_hash: "x",
+                    is_active: true,
+                    is_superuser: false,
+                })
+                .await
+                .unwrap();
+        }
+        (store, dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,25 @@ pub(crate) fn upsert_sql_for(rows: usize) -> &'static str {
     &all[rows - 1]
 }
 
+/// Every row's result when a batch of `rows` went through, or failed because the database is
+/// unavailable (every row fails with it); `None` when it failed for another reason, which one
+/// row may have caused: the caller then writes each row in a transaction of its own. Shared by
+/// the pooled path and SQLite's writer thread.
+pub(crate) fn batch_outcome(batch: Result<()>, rows: usize) -> Option<Vec<Result<()>>> {
+    match batch {
+        Ok(()) => Some((0..rows).map(|_| Ok(())).collect()),
+        Err(StoreError::Unavailable(why)) => Some(
+            (0..rows)
+                .map(|_| Err(StoreError::Unavailable(why.clone())))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, rows, "could not write a batch of messages; retrying one by one");
+            None
+        }
+    }
+}
+
 impl Store {
     /// Inserts or updates (by id) every message in ONE transaction, and returns one result per
     /// row, in order. A row whose id belongs to another user's message is left alone. When an id
@@ -101,21 +120,15 @@ impl Store {
         if let Some(writer) = &self.sqlite_writer {
             return writer.write(rows).await;
         }
-        let all = match self.upsert_messages_pooled(&rows).await {
-            Ok(()) => return rows.iter().map(|_| Ok(())).collect(),
-            Err(e @ StoreError::Unavailable(_)) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages; retrying one by one");
-                let mut each = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    each.push(self.upsert_messages_pooled(std::slice::from_ref(row)).await);
-                }
-                return each;
-            }
-        };
-        rows.iter()
-            .map(|_| Err(StoreError::Unavailable(all.to_string())))
-            .collect()
+        let batch = self.upsert_messages_pooled(&rows).await;
+        if let Some(results) = batch_outcome(batch, rows.len()) {
+            return results;
+        }
+        let mut each = Vec::with_capacity(rows.len());
+        for row in &rows {
+            each.push(self.upsert_messages_pooled(std::slice::from_ref(row)).await);
+        }
+        each
     }
 
     /// PostgreSQL: multi-row statements on a pooled connection.
@@ -201,7 +214,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewUser, PoolSettings};
 
     fn row(id: &str, user: &str, session: &str, ts: i64, text: &str) -> MessageRow {
         MessageRow {
@@ -220,26 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_list_and_delete_are_scoped_to_the_owner() {
-        let dir = std::env::temp_dir().join(format!("fg-msg-{}", uuid::Uuid::new_v4()));
-        let store = Store::connect(
-            &crate::sqlite_url(&dir.join("t.db")),
-            &PoolSettings::default(),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        for u in ["a", "b"] {
-            store
-                .create_user(NewUser {
-                    id: u,
-                    username: u,
-                    password_hash: "x",
-                    is_active: true,
-                    is_superuser: false,
-                })
-                .await
-                .unwrap();
-        }
+        let (store, dir) = crate::test_support::sqlite_store(&["a", "b"]).await;
         store
             .upsert_messages(vec![
                 row("1", "a", "s", 1, "one"),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
-use crate::messages::{MessageRow, upsert_sql_for};
+use crate::messages::{MessageRow, batch_outcome, upsert_sql_for};
 use crate::{Result, StoreError};
 
 enum Job {
@@ -73,13 +73,12 @@ impl SqliteMessageWriter {
     /// See [`crate::Store::upsert_messages`].
     pub(crate) async fn write(&self, rows: Vec<MessageRow>) -> Vec<Result<()>> {
         let n = rows.len();
+        let all_refused = || (0..n).map(|_| Err(closed())).collect();
         let (done, answer) = oneshot::channel();
         if self.jobs.send(Job::Write { rows, done }).is_err() {
-            return (0..n).map(|_| Err(closed())).collect();
+            return all_refused();
         }
-        answer
-            .await
-            .unwrap_or_else(|_| (0..n).map(|_| Err(closed())).collect())
+        answer.await.unwrap_or_else(|_| all_refused())
     }
 
     /// Waits for the writes sent so far, then closes the connection.
@@ -135,20 +134,12 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, gate: &Mutex<()>) {
 
 /// One transaction; if it fails for a row's sake, one transaction per row.
 fn write_with_fallback(conn: &mut Connection, rows: &[MessageRow]) -> Vec<Result<()>> {
-    let all = match write_batch(conn, rows).map_err(store_error) {
-        Ok(()) => return rows.iter().map(|_| Ok(())).collect(),
-        Err(e @ StoreError::Unavailable(_)) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, rows = rows.len(), "could not write a batch of messages; retrying one by one");
-            return rows
-                .iter()
-                .map(|row| write_batch(conn, std::slice::from_ref(row)).map_err(store_error))
-                .collect();
-        }
-    };
-    rows.iter()
-        .map(|_| Err(StoreError::Unavailable(all.to_string())))
-        .collect()
+    let batch = write_batch(conn, rows).map_err(store_error);
+    batch_outcome(batch, rows.len()).unwrap_or_else(|| {
+        rows.iter()
+            .map(|row| write_batch(conn, std::slice::from_ref(row)).map_err(store_error))
+            .collect()
+    })
 }
 
 fn write_batch(conn: &mut Connection, rows: &[MessageRow]) -> rusqlite::Result<()> {
@@ -246,28 +237,7 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{MessageRow, NewUser, PoolSettings, Store, StoreError};
-
-    async fn store_with_user(dir: &std::path::Path) -> Store {
-        let store = Store::connect(
-            &crate::sqlite_url(&dir.join("t.db")),
-            &PoolSettings::default(),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        store
-            .create_user(NewUser {
-                id: "u",
-                username: "u",
-                password_hash: "x",
-                is_active: true,
-                is_superuser: false,
-            })
-            .await
-            .unwrap();
-        store
-    }
+    use crate::{MessageRow, StoreError};
 
     fn rows(batch: usize, n: usize, data: &str) -> Vec<MessageRow> {
         (0..n)
@@ -291,8 +261,7 @@ mod tests {
     /// twice the write rate of a busy server.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn checkpoints_keep_the_wal_bounded_and_lose_nothing() {
-        let dir = std::env::temp_dir().join(format!("fg-wal-{}", uuid::Uuid::new_v4()));
-        let store = store_with_user(&dir).await;
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
         let checkpointer = store
             .sqlite_writer
             .as_ref()
@@ -334,8 +303,7 @@ mod tests {
     /// silently.
     #[tokio::test]
     async fn a_bad_row_fails_alone_and_a_closed_writer_refuses() {
-        let dir = std::env::temp_dir().join(format!("fg-wal-{}", uuid::Uuid::new_v4()));
-        let store = store_with_user(&dir).await;
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
         let mut batch = rows(0, 3, "{}");
         batch[1].user_id = "nobody".into(); // foreign key: no such user
         let results = store.upsert_messages(batch).await;

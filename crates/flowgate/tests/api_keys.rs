@@ -327,13 +327,7 @@ async fn the_key_is_never_stored_or_logged_in_clear() {
     assert_eq!(res.status(), 200);
     // A login with a distinctive password, right and wrong, must not reach the log either.
     let (_, carol) = s.user(&token, "carol").await;
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", "carol"), ("password", "Carol-Wrong-Secret-77")])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response("carol", "Carol-Wrong-Secret-77").await;
     assert_eq!(res.status(), 401);
     tokio::time::sleep(Duration::from_millis(1300)).await; // let the usage flush write
     let db = s.database_bytes();

@@ -237,13 +237,7 @@ async fn cli_set_password_works_against_a_running_server() {
         .success()
     );
     s.login("frank", "frank-New-Pw-1").await;
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", "frank"), ("password", "frank-Passw0rd!")])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response("frank", "frank-Passw0rd!").await;
     assert_eq!(res.status(), 401);
 }
 
@@ -330,13 +324,7 @@ async fn a_configured_superuser_password_is_used_and_never_overwritten() {
     let token = s.login("boss", "Boss-Passw0rd-1").await;
     let (_, me) = s.get_with_token("/api/v1/users/whoami", &token).await;
     assert_eq!(me["is_superuser"], true);
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", "langflow"), ("password", "langflow")])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response("langflow", "langflow").await;
     assert_eq!(
         res.status(),
         401,
@@ -354,13 +342,7 @@ async fn a_configured_superuser_password_is_used_and_never_overwritten() {
     )
     .await;
     s.login("boss", "Boss-Passw0rd-1").await;
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", "boss"), ("password", "Other-Passw0rd-2")])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response("boss", "Other-Passw0rd-2").await;
     assert_eq!(res.status(), 401);
 }
 

@@ -490,13 +490,7 @@ async fn postgres_going_away_gives_fast_503s_and_recovers_without_a_restart() {
     let (status, body) = s.get_with_token("/api/v1/flows/", &admin).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["detail"], "Database unavailable, try again shortly");
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response(ADMIN, ADMIN_PW).await;
     assert_eq!(res.status(), 503);
     let (status, _) = s.get_with_key("/api/v1/users/whoami", &key).await;
     assert_eq!(

@@ -65,13 +65,7 @@ async fn health_version_and_json_errors_for_unknown_routes() {
 #[tokio::test]
 async fn login_sets_tokens_and_cookies_and_rejects_bad_credentials() {
     let s = TestServer::start().await;
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response(ADMIN, ADMIN_PW).await;
     assert_eq!(res.status(), 200);
     let cookies: Vec<String> = res
         .headers()
@@ -98,13 +92,7 @@ async fn login_sets_tokens_and_cookies_and_rejects_bad_credentials() {
 
     // Wrong password and unknown user answer the same, with WWW-Authenticate.
     for (user, pw) in [(ADMIN, "nope"), ("nobody", "whatever")] {
-        let res = s
-            .client
-            .post(s.url("/api/v1/login"))
-            .form(&[("username", user), ("password", pw)])
-            .send()
-            .await
-            .unwrap();
+        let res = s.login_response(user, pw).await;
         assert_eq!(res.status(), 401);
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
         assert_eq!(
@@ -303,13 +291,7 @@ async fn expired_access_tokens_say_so() {
 #[tokio::test]
 async fn refresh_rotates_and_logout_revokes_server_side() {
     let s = TestServer::start().await;
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response(ADMIN, ADMIN_PW).await;
     let first: Value = res.json().await.unwrap();
     let refresh1 = first["refresh_token"].as_str().unwrap().to_string();
     let cookie = |t: &str| format!("refresh_token_lf={t}");
@@ -360,13 +342,7 @@ async fn refresh_rotates_and_logout_revokes_server_side() {
     );
 
     // Logout revokes the refresh token it is given.
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response(ADMIN, ADMIN_PW).await;
     let third: Value = res.json().await.unwrap();
     let refresh3 = third["refresh_token"].as_str().unwrap().to_string();
     let res = s
@@ -432,23 +408,11 @@ async fn refresh_rotates_and_logout_revokes_server_side() {
 async fn failed_logins_are_rate_limited_per_address() {
     let s = TestServer::start().await;
     for _ in 0..5 {
-        let res = s
-            .client
-            .post(s.url("/api/v1/login"))
-            .form(&[("username", ADMIN), ("password", "wrong")])
-            .send()
-            .await
-            .unwrap();
+        let res = s.login_response(ADMIN, "wrong").await;
         assert_eq!(res.status(), 401);
     }
     // Even the right password waits now: the address has used up its failures.
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response(ADMIN, ADMIN_PW).await;
     assert_eq!(res.status(), 429);
     let retry: u64 = res.headers()["retry-after"]
         .to_str()

@@ -56,13 +56,7 @@ struct Browser {
 
 impl Browser {
     async fn login(server: &TestServer, username: &str, password: &str) -> Self {
-        let res = server
-            .client
-            .post(server.url("/api/v1/login"))
-            .form(&[("username", username), ("password", password)])
-            .send()
-            .await
-            .unwrap();
+        let res = server.login_response(username, password).await;
         assert_eq!(res.status(), StatusCode::OK);
         let lines = set_cookies(&res);
         Self {
@@ -83,13 +77,7 @@ impl Browser {
 #[tokio::test]
 async fn login_sets_a_readable_csrf_cookie_and_refresh_and_logout_rotate_it() {
     let server = TestServer::start().await;
-    let res = server
-        .client
-        .post(server.url("/api/v1/login"))
-        .form(&[("username", ADMIN), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
+    let res = server.login_response(ADMIN, ADMIN_PW).await;
     let lines = set_cookies(&res);
     let csrf = cookie_line(&lines, "csrf_token_lf");
     assert!(!csrf.contains("HttpOnly"), "{csrf}");

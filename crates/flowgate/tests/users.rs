@@ -110,15 +110,7 @@ async fn superuser_creates_lists_updates_and_deletes_users() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["is_active"], false);
-    let (status, body) = split(
-        s.client
-            .post(s.url("/api/v1/login"))
-            .form(&[("username", "alice"), ("password", "alice-Passw0rd")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = split(s.login_response("alice", "alice-Passw0rd").await).await;
     assert_eq!(
         (status, body),
         (StatusCode::UNAUTHORIZED, detail("Inactive user"))
@@ -311,13 +303,7 @@ async fn bcrypt_passwords_from_langflow_log_in_and_are_rehashed() {
         ))
     };
     assert_eq!(hash_of(), legacy);
-    let res = s
-        .client
-        .post(s.url("/api/v1/login"))
-        .form(&[("username", "imported"), ("password", "wrong-pw")])
-        .send()
-        .await
-        .unwrap();
+    let res = s.login_response("imported", "wrong-pw").await;
     assert_eq!(res.status(), 401);
     s.login("imported", "legacy-pw-123").await;
     assert!(hash_of().starts_with("$argon2id$"), "re-hashed on success");

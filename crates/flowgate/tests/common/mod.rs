@@ -106,15 +106,19 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// Logs in and returns the access token.
-    pub async fn login(&self, username: &str, password: &str) -> String {
-        let res = self
-            .client
+    /// `POST /api/v1/login` with a username and password form; the response as it came.
+    pub async fn login_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
             .post(self.url("/api/v1/login"))
             .form(&[("username", username), ("password", password)])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let res = self.login_response(username, password).await;
         assert_eq!(res.status(), StatusCode::OK, "login as {username}");
         let body: Value = res.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_string()

@@ -192,6 +192,12 @@ struct CNode {
     connected_to_chat_output: bool,
     /// Every node upstream (for usage accumulation on output nodes).
     ancestors: Vec<usize>,
+    /// The template values every run starts from: fields neither hidden, fed by an edge nor
+    /// read from a variable. Built once here, shared by the runs' [`Params`].
+    defaults: Arc<HashMap<String, Val>>,
+    /// Fields whose value names a global variable (`load_from_db`), read at run time unless
+    /// tweaked: (position in `fields`, variable name).
+    from_variables: Vec<(usize, String)>,
 }
 
 /// A validated, scheduled flow. Immutable; share it in an `Arc`.
@@ -312,6 +318,8 @@ pub fn compile(flow_id: &str, flow: &Flow) -> Result<CompiledFlow, CompileError>
             connected_to_chat_input: false,
             connected_to_chat_output: false,
             ancestors: Vec::new(),
+            defaults: Arc::default(),
+            from_variables: Vec::new(),
         });
     }
     let mut consumed: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
@@ -342,6 +350,11 @@ pub fn compile(flow_id: &str, flow: &Flow) -> Result<CompiledFlow, CompileError>
         if !consumed[s].contains(&output) {
             consumed[s].push(output);
         }
+    }
+    for n in &mut nodes {
+        let (defaults, from_variables) = template_values(n);
+        n.defaults = Arc::new(defaults);
+        n.from_variables = from_variables;
     }
     for (i, n) in flow.components().enumerate() {
         let declared: Vec<String> = n.outputs.iter().map(|o| o.name.clone()).collect();
@@ -556,7 +569,28 @@ fn plan_tweaks(c: &CompiledFlow, req: &RunRequest) -> Result<Overrides, RunError
 type NodeFuture<'a> =
     Pin<Box<dyn Future<Output = (usize, Result<Outcome, ComponentError>)> + Send + 'a>>;
 
-/// Static + tweaked + injected values of a node (before variables and edges).
+/// A node's template values for [`CNode::defaults`] and the fields read from variables.
+fn template_values(n: &CNode) -> (HashMap<String, Val>, Vec<(usize, String)>) {
+    let mut defaults = HashMap::new();
+    let mut from_variables = Vec::new();
+    for (pos, f) in n.fields.iter().enumerate() {
+        if f.hidden || n.edge_fed.contains(&f.name) {
+            continue;
+        }
+        if f.load_from_db
+            && let Value::String(name) = &f.value
+            && !name.is_empty()
+        {
+            from_variables.push((pos, name.clone()));
+            continue;
+        }
+        defaults.insert(f.name.clone(), Val::Json(f.value.clone()));
+    }
+    (defaults, from_variables)
+}
+
+/// Static + tweaked + injected values of a node (before variables and edges), and the
+/// variables to read: (field, variable name).
 fn base_params(
     c: &CompiledFlow,
     i: usize,
@@ -565,27 +599,17 @@ fn base_params(
     session_id: &str,
 ) -> (Params, Vec<(String, String)>) {
     let n = &c.nodes[i];
-    let mut p = Params::new();
-    let mut tweaked = vec![false; n.fields.len()];
+    let mut p = Params::with_defaults(n.defaults.clone());
     for (pos, v) in &ov[i] {
-        tweaked[*pos] = true;
         let f = &n.fields[*pos];
         p.set(f.name.clone(), Val::Json(cast_value(&f.ty, v)));
     }
-    let mut vars = Vec::new();
-    for (pos, f) in n.fields.iter().enumerate() {
-        if tweaked[pos] || f.hidden || n.edge_fed.contains(&f.name) {
-            continue;
-        }
-        if f.load_from_db
-            && let Value::String(name) = &f.value
-            && !name.is_empty()
-        {
-            vars.push((f.name.clone(), name.clone()));
-            continue;
-        }
-        p.set(f.name.clone(), Val::Json(f.value.clone()));
-    }
+    let vars = n
+        .from_variables
+        .iter()
+        .filter(|(pos, _)| !ov[i].iter().any(|(tweaked, _)| tweaked == pos))
+        .map(|(pos, var)| (n.fields[*pos].name.clone(), var.clone()))
+        .collect();
     if let Some(input) = &req.input_value
         && is_input_node(n.kind, req.input_type)
         && !n.edge_fed.contains("input_value")

@@ -217,7 +217,9 @@ impl serde::Serialize for StoredData<'_> {
         if msg.edit {
             m.serialize_entry("edit", &true)?;
         }
-        m.serialize_entry("properties", &msg.properties)?;
+        if msg.properties != Properties::default() {
+            m.serialize_entry("properties", &StoredProperties(&msg.properties))?;
+        }
         if msg.category != "message" {
             m.serialize_entry("category", &msg.category)?;
         }
@@ -232,6 +234,73 @@ impl serde::Serialize for StoredData<'_> {
         }
         if let Some(duration) = msg.duration {
             m.serialize_entry("duration", &duration)?;
+        }
+        m.end()
+    }
+}
+
+/// A message's `properties` as stored: only what differs from the defaults
+/// ([`message_from_data`] reads a missing key as its default). A chat message's properties
+/// were 250 of its ~400 bytes of `data`, almost all of them defaults.
+struct StoredProperties<'a>(&'a Properties);
+
+impl serde::Serialize for StoredProperties<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.0;
+        let mut m = s.serialize_map(None)?;
+        if let Some(v) = &p.text_color {
+            m.serialize_entry("text_color", v)?;
+        }
+        if let Some(v) = &p.background_color {
+            m.serialize_entry("background_color", v)?;
+        }
+        if p.edited {
+            m.serialize_entry("edited", &true)?;
+        }
+        if p.source != Source::default() {
+            m.serialize_entry("source", &StoredSource(&p.source))?;
+        }
+        if let Some(v) = &p.icon {
+            m.serialize_entry("icon", v)?;
+        }
+        if p.allow_markdown {
+            m.serialize_entry("allow_markdown", &true)?;
+        }
+        if let Some(v) = &p.positive_feedback {
+            m.serialize_entry("positive_feedback", v)?;
+        }
+        if p.state != "complete" {
+            m.serialize_entry("state", p.state)?;
+        }
+        if !p.targets.is_empty() {
+            m.serialize_entry("targets", &p.targets)?;
+        }
+        if let Some(v) = &p.usage {
+            m.serialize_entry("usage", v)?;
+        }
+        if let Some(v) = &p.build_duration {
+            m.serialize_entry("build_duration", v)?;
+        }
+        m.end()
+    }
+}
+
+struct StoredSource<'a>(&'a Source);
+
+impl serde::Serialize for StoredSource<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        let fields = [
+            ("id", &self.0.id),
+            ("display_name", &self.0.display_name),
+            ("source", &self.0.source),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                m.serialize_entry(k, v)?;
+            }
         }
         m.end()
     }
@@ -507,6 +576,11 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(keys, ["template", "properties", "run_id"]);
+        // Of the properties, only what is not a default.
+        assert_eq!(
+            stored["properties"],
+            serde_json::json!({"usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}})
+        );
         assert_eq!(Some((row.timestamp, true)), timestamp_micros(&m.timestamp));
         let mut back = message_from_row(&row);
         assert_eq!(back.timestamp, m.timestamp);
@@ -520,10 +594,30 @@ mod tests {
         m.category = "error".into();
         m.duration = Some(7);
         m.timestamp = "2026-11-23T13:45:04Z".into();
+        m.properties.source.id = Some("ChatInput-1".into());
+        m.properties.state = "partial";
+        m.properties.edited = true;
+        m.properties.text_color = Some(String::new());
+        m.properties.targets = vec![Value::from("t")];
         let row = message_row("u", &m);
+        let stored: Value = serde_json::from_str(&row.data).unwrap();
+        assert_eq!(
+            stored["properties"],
+            serde_json::json!({"text_color": "", "edited": true, "source": {"id": "ChatInput-1"},
+                "state": "partial", "targets": ["t"], "usage": stored["properties"]["usage"]})
+        );
         let mut back = message_from_row(&row);
         back.extra = m.extra.clone();
         assert_eq!(back.data_json(), m.data_json());
+        // Properties that are all defaults are not stored at all, and come back.
+        let mut plain = Message::with_text("plain");
+        plain.timestamp = m.timestamp.clone();
+        let plain_row = message_row("u", &plain);
+        assert!(!plain_row.data.contains("properties"), "{}", plain_row.data);
+        assert_eq!(
+            message_from_row(&plain_row).data_json()["properties"],
+            plain.data_json()["properties"]
+        );
         // A row written whole by an earlier version reads the same.
         let old = MessageRow {
             data: m.data_json_string(),

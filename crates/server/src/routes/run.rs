@@ -455,13 +455,31 @@ async fn execute(
             .await
         {
             Ok(v) => match ctx.messages_stored().await {
-                Ok(()) => Json(v).into_response(),
+                Ok(()) => run_response(&v),
                 Err(e) => messages_not_stored(e).into_response(),
             },
             Err(e) => run_error(&e),
         };
     }
     stream(ctx, compiled, run).await
+}
+
+/// A run's JSON answer. Serialized into a buffer sized for a typical answer (a chat-echo run
+/// is ~2 KB) rather than through `Json`, whose 128-byte start regrows it several times.
+fn run_response(output: &flowgate_engine::RunOutput) -> Response {
+    let mut body = Vec::with_capacity(4096);
+    match serde_json::to_writer(&mut body, output) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(anyhow::anyhow!("cannot serialize the run's result: {e}"))
+            .into_response(),
+    }
 }
 
 /// A run whose messages did not reach the database is not acknowledged (503: try again).

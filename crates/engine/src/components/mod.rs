@@ -431,7 +431,10 @@ mod tests {
         assert!(!p.bool_or("b", false));
         assert!(p.remove("b").is_none());
         assert!(matches!(p.remove("a"), Some(Val::Json(v)) if v == json!("tweaked")));
-        assert!(!p.contains("a"), "removing a set value must not uncover the default");
+        assert!(
+            !p.contains("a"),
+            "removing a set value must not uncover the default"
+        );
         assert!(Params::with_defaults(defaults.clone()).contains("b"));
         assert_eq!(defaults.len(), 2);
     }

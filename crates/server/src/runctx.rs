@@ -247,40 +247,40 @@ struct StoredProperties<'a>(&'a Properties);
 impl serde::Serialize for StoredProperties<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let p = self.0;
+        let (p, default) = (self.0, Properties::default());
         let mut m = s.serialize_map(None)?;
-        if let Some(v) = &p.text_color {
-            m.serialize_entry("text_color", v)?;
+        if p.text_color != default.text_color {
+            m.serialize_entry("text_color", &p.text_color)?;
         }
-        if let Some(v) = &p.background_color {
-            m.serialize_entry("background_color", v)?;
+        if p.background_color != default.background_color {
+            m.serialize_entry("background_color", &p.background_color)?;
         }
-        if p.edited {
-            m.serialize_entry("edited", &true)?;
+        if p.edited != default.edited {
+            m.serialize_entry("edited", &p.edited)?;
         }
-        if p.source != Source::default() {
+        if p.source != default.source {
             m.serialize_entry("source", &StoredSource(&p.source))?;
         }
-        if let Some(v) = &p.icon {
-            m.serialize_entry("icon", v)?;
+        if p.icon != default.icon {
+            m.serialize_entry("icon", &p.icon)?;
         }
-        if p.allow_markdown {
-            m.serialize_entry("allow_markdown", &true)?;
+        if p.allow_markdown != default.allow_markdown {
+            m.serialize_entry("allow_markdown", &p.allow_markdown)?;
         }
-        if let Some(v) = &p.positive_feedback {
-            m.serialize_entry("positive_feedback", v)?;
+        if p.positive_feedback != default.positive_feedback {
+            m.serialize_entry("positive_feedback", &p.positive_feedback)?;
         }
-        if p.state != "complete" {
+        if p.state != default.state {
             m.serialize_entry("state", p.state)?;
         }
-        if !p.targets.is_empty() {
+        if p.targets != default.targets {
             m.serialize_entry("targets", &p.targets)?;
         }
-        if let Some(v) = &p.usage {
-            m.serialize_entry("usage", v)?;
+        if p.usage != default.usage {
+            m.serialize_entry("usage", &p.usage)?;
         }
-        if let Some(v) = &p.build_duration {
-            m.serialize_entry("build_duration", v)?;
+        if p.build_duration != default.build_duration {
+            m.serialize_entry("build_duration", &p.build_duration)?;
         }
         m.end()
     }

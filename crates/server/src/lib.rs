@@ -192,7 +192,6 @@ impl Server {
         let flusher = tokio::spawn(flush_usage_forever(state.clone()));
         // PostgreSQL: other instances' changes arrive by LISTEN/NOTIFY. SQLite: checkpoints.
         let store_tasks = state.store.start_background_tasks();
-        let message_writer = tokio::spawn(runctx::write_messages_forever(state.clone()));
         tokio::spawn(routes::flows::refresh_stale_problems(state.clone()));
         let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
@@ -202,7 +201,6 @@ impl Server {
         flusher.abort();
         store_tasks.abort();
         flush_usage(&state).await;
-        state.messages.shutdown(&state.store, message_writer).await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -1,13 +1,10 @@
 //! The server's side of a run ([`RunContext`]): chat history and message storage, global
 //! variables, uploaded files, the shared HTTP client.
 //!
-//! Messages are written by group commit: `store_message` queues the row and returns at once;
-//! one background writer takes everything queued, writes it in one transaction, and tells each
-//! run how its rows fared. A run answers only after its messages are committed
-//! ([`ServerRunContext::messages_stored`]), so an acknowledged run is never lost and another
-//! instance on the same database reads the history at once. While a transaction is being
-//! written the next batch gathers, so under load one transaction carries many runs' messages
-//! (batched writes, not a transaction per run) and the queue is bounded by the runs in flight.
+//! Messages are written by the store's group commit: `store_message` queues the row and returns
+//! at once with a receipt (`Store::queue_message`). A run answers only after its messages are
+//! committed ([`ServerRunContext::messages_stored`]), so an acknowledged run is never lost and
+//! another instance on the same database reads the history at once.
 
 use std::sync::Mutex;
 
@@ -15,100 +12,13 @@ use axum::http::HeaderMap;
 use flowgate_engine::context::{BoxFuture, HistoryQuery, RunContext};
 use flowgate_engine::value::{MESSAGE_DATA_KEYS, Properties, Source, Usage};
 use flowgate_engine::{LlmTimeouts, Message};
-use flowgate_store::{MessageFilter, MessageRow, Store, StoreError};
+use flowgate_store::{MessageFilter, MessageReceipt, MessageRow, StoreError};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::state::AppState;
 
-/// Most rows one transaction writes.
-const MAX_BATCH: usize = 2000;
 /// The header prefix that supplies global variables per request.
 const GLOBAL_VAR_HEADER: &str = "x-langflow-global-var-";
-
-/// What a queued message's writer reports: `Ok`, or why the row is not in the database.
-pub type WriteResult = Result<(), StoreError>;
-
-struct Queued {
-    row: MessageRow,
-    done: oneshot::Sender<WriteResult>,
-}
-
-/// Messages waiting for the writer.
-#[derive(Default)]
-pub struct MessageQueue {
-    pending: Mutex<Vec<Queued>>,
-    wake: tokio::sync::Notify,
-    /// Held while a batch is being written, so `flush` returns only once every message queued
-    /// before it is in the database.
-    writing: tokio::sync::Mutex<()>,
-}
-
-impl MessageQueue {
-    /// Queues a message; never blocks on I/O. The receiver says when it is committed.
-    pub fn push(&self, row: MessageRow) -> oneshot::Receiver<WriteResult> {
-        let (done, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("message queue lock")
-            .push(Queued { row, done });
-        self.wake.notify_one();
-        rx
-    }
-
-    /// Stops the background writer without losing a batch it is writing, then writes the rest.
-    pub async fn shutdown(&self, store: &Store, writer: tokio::task::JoinHandle<()>) {
-        {
-            let _writing = self.writing.lock().await;
-            writer.abort();
-        }
-        self.flush(store).await;
-    }
-
-    /// Writes everything queued so far.
-    pub async fn flush(&self, store: &Store) {
-        let _writing = self.writing.lock().await;
-        loop {
-            // Take the whole queue at once (no O(n) shifting of a long backlog).
-            let taken: Vec<Queued> = {
-                let mut pending = self.pending.lock().expect("message queue lock");
-                if pending.is_empty() {
-                    return;
-                }
-                std::mem::take(&mut *pending)
-            };
-            let mut taken = taken.into_iter().peekable();
-            while taken.peek().is_some() {
-                let batch: Vec<Queued> = taken.by_ref().take(MAX_BATCH).collect();
-                write_batch(store, batch).await;
-            }
-        }
-    }
-}
-
-/// One transaction for the batch (the store retries row by row if one row spoils it); each
-/// run hears how its own rows fared.
-async fn write_batch(store: &Store, batch: Vec<Queued>) {
-    let (rows, waiters): (Vec<MessageRow>, Vec<_>) =
-        batch.into_iter().map(|q| (q.row, q.done)).unzip();
-    let results = store.upsert_messages(rows).await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-        tracing::error!(error = %e, failed, "could not store messages; their runs answer 503");
-    }
-    for (result, done) in results.into_iter().zip(waiters) {
-        let _ = done.send(result);
-    }
-}
-
-/// The background writer: writes whenever something is queued. No timer: while one batch is
-/// being written the next one gathers, which is what batches writes under load.
-pub async fn write_messages_forever(state: AppState) {
-    loop {
-        state.messages.wake.notified().await;
-        state.messages.flush(&state.store).await;
-    }
-}
 
 /// Microseconds since the epoch of a Langflow timestamp (`2026-11-23 13:45:04.549509 UTC`), and
 /// whether it is in exactly that layout (the one `timefmt::message_time` prints back). That
@@ -410,7 +320,7 @@ pub struct ServerRunContext {
     /// `X-LANGFLOW-GLOBAL-VAR-<NAME>` headers: (lower-case name, value).
     header_vars: Vec<(String, String)>,
     /// This run's queued messages, not yet confirmed written.
-    unconfirmed: Mutex<Vec<oneshot::Receiver<WriteResult>>>,
+    unconfirmed: Mutex<Vec<MessageReceipt>>,
 }
 
 impl ServerRunContext {
@@ -495,7 +405,10 @@ impl RunContext for ServerRunContext {
     }
 
     fn store_message(&self, msg: &Message) {
-        let rx = self.state.messages.push(message_row(&self.user_id, msg));
+        let rx = self
+            .state
+            .store
+            .queue_message(message_row(&self.user_id, msg));
         self.unconfirmed.lock().expect("run messages lock").push(rx);
     }
 

@@ -21,7 +21,6 @@ pub struct Inner {
     /// Compiled flows by (owner, id or endpoint name): runs read no flow from the database.
     pub flow_cache: crate::routes::run::FlowCache,
     /// Chat messages waiting to be written in a batch.
-    pub messages: crate::runctx::MessageQueue,
     /// The one HTTP client runs use (model providers), with a connect timeout.
     pub http: reqwest::Client,
     /// `OPENAI_BASE_URL` from the environment, read once.
@@ -41,7 +40,6 @@ impl AppState {
             variable_cipher: crate::variables::VariableCipher::from_secret(jwt_secret),
             login_limiter,
             flow_cache: Default::default(),
-            messages: Default::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .pool_idle_timeout(std::time::Duration::from_secs(90))

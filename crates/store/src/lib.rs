@@ -11,6 +11,7 @@ mod api_keys;
 mod epoch;
 mod error;
 mod flows;
+mod message_queue;
 mod messages;
 mod sqlite_writer;
 mod tokens;
@@ -21,6 +22,7 @@ pub use api_keys::{ApiKeyRow, NewApiKey, UsageDelta};
 pub use epoch::AuthEpoch;
 pub use error::StoreError;
 pub use flows::{FlowRecord, FlowSaveError, OnClash, OnOwnId};
+pub use message_queue::MessageReceipt;
 pub use messages::{MessageFilter, MessageRow};
 pub use users::{NewUser, UserRow, UserUpdate};
 pub use variables::VariableRow;
@@ -60,14 +62,31 @@ impl Default for PoolSettings {
     }
 }
 
+/// Who writes queued chat messages.
+#[derive(Clone)]
+enum MessageSink {
+    /// The message writer's thread and connection (its page cache stays warm: a pooled
+    /// connection's cache is stale whenever another connection wrote last).
+    Sqlite(std::sync::Arc<sqlite_writer::SqliteMessageWriter>),
+    /// PostgreSQL: a task writing through the pool like everything else.
+    Pooled(std::sync::Arc<message_queue::PooledQueue>),
+}
+
+impl std::fmt::Debug for MessageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite(_) => "MessageSink::Sqlite",
+            Self::Pooled(_) => "MessageSink::Pooled",
+        })
+    }
+}
+
 /// A handle to the database, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// SQLite: the message writer's thread and connection (its page cache stays warm: a pooled
-    /// connection's cache is stale whenever another connection wrote last). PostgreSQL: none,
-    /// messages go through the pool like everything else.
-    sqlite_writer: Option<std::sync::Arc<sqlite_writer::SqliteMessageWriter>>,
+    /// Where queued chat messages go (see [`message_queue`]).
+    messages: MessageSink,
     backend: Backend,
     epoch: AuthEpoch,
     location: String,
@@ -118,16 +137,20 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::from_connect(e, &location))?;
-        // After the pool's first connection: it created the file and switched it to WAL.
-        let sqlite_writer = match sqlite_file {
-            Some(path) => Some(std::sync::Arc::new(
+        let messages = match sqlite_file {
+            // After the pool's first connection: it created the file and switched it to WAL.
+            Some(path) => MessageSink::Sqlite(std::sync::Arc::new(
                 sqlite_writer::SqliteMessageWriter::start(&path)?,
             )),
-            None => None,
+            None => {
+                let queue = std::sync::Arc::new(message_queue::PooledQueue::default());
+                tokio::spawn(message_queue::write_forever(queue.clone(), pool.clone()));
+                MessageSink::Pooled(queue)
+            }
         };
         Ok(Self {
             pool,
-            sqlite_writer,
+            messages,
             backend,
             epoch,
             location,
@@ -146,10 +169,12 @@ impl Store {
                 self.url.0.to_string(),
             )),
             Backend::Sqlite => {
-                let checkpointer = self
-                    .sqlite_writer
-                    .as_ref()
-                    .map(|writer| writer.checkpointer().map(std::sync::Arc::new));
+                let checkpointer = match &self.messages {
+                    MessageSink::Sqlite(writer) => {
+                        Some(writer.checkpointer().map(std::sync::Arc::new))
+                    }
+                    MessageSink::Pooled(_) => None,
+                };
                 tokio::spawn(async move {
                     let checkpointer = match checkpointer {
                         Some(Ok(c)) => c,
@@ -266,9 +291,12 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the queued messages (new ones are refused from now on), then closes the
+    /// connections.
     pub async fn close(&self) {
-        if let Some(writer) = &self.sqlite_writer {
-            writer.close().await;
+        match &self.messages {
+            MessageSink::Sqlite(writer) => writer.close().await,
+            MessageSink::Pooled(queue) => queue.close(&self.pool).await,
         }
         self.pool.close().await;
     }
@@ -441,5 +469,16 @@ mod tests {
             backend_of("mysql://x"),
             Err(StoreError::Config(_))
         ));
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The SQLite message writer (panics on PostgreSQL).
+    pub(crate) fn sqlite_writer(&self) -> &sqlite_writer::SqliteMessageWriter {
+        match &self.messages {
+            MessageSink::Sqlite(writer) => writer,
+            MessageSink::Pooled(_) => panic!("not a SQLite store"),
+        }
     }
 }

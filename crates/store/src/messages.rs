@@ -4,7 +4,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError};
+use sqlx::AnyPool;
+
+use crate::message_queue::{MessageReceipt, settle};
+use crate::{MessageSink, Result, Store, StoreError};
 
 /// A stored chat message. `data` is message JSON text: the server leaves out what the columns
 /// hold and default values, and puts them back on read.
@@ -106,64 +109,38 @@ pub(crate) fn batch_outcome(batch: Result<()>, rows: usize) -> Option<Vec<Result
 }
 
 impl Store {
-    /// Inserts or updates (by id) every message in ONE transaction, and returns one result per
-    /// row, in order. A row whose id belongs to another user's message is left alone. When an id
-    /// appears more than once (a streamed model message and its final version), the last one
-    /// wins. If the batch fails for a reason other than the database being unavailable, each row
-    /// is retried in a transaction of its own, so one bad row does not fail the others.
-    ///
-    /// SQLite: on the message writer's own thread and connection ([`crate::sqlite_writer`]).
-    pub async fn upsert_messages(&self, rows: Vec<MessageRow>) -> Vec<Result<()>> {
-        if rows.is_empty() {
-            return Vec::new();
-        }
-        if let Some(writer) = &self.sqlite_writer {
-            return writer.write(rows).await;
-        }
-        let batch = self.upsert_messages_pooled(&rows).await;
-        if let Some(results) = batch_outcome(batch, rows.len()) {
-            return results;
-        }
-        let mut each = Vec::with_capacity(rows.len());
-        for row in &rows {
-            each.push(self.upsert_messages_pooled(std::slice::from_ref(row)).await);
-        }
-        each
+    /// Queues a message to be inserted or updated (by id); returns at once, never waiting for
+    /// I/O. The receipt says when it is committed, or why not. A row whose id belongs to
+    /// another user's message is left alone. Group commit: see [`crate::message_queue`].
+    pub fn queue_message(&self, row: MessageRow) -> MessageReceipt {
+        self.queue_messages(vec![row])
+            .pop()
+            .expect("one receipt per row")
     }
 
-    /// PostgreSQL: multi-row statements on a pooled connection.
-    async fn upsert_messages_pooled(&self, rows: &[MessageRow]) -> Result<()> {
-        // PostgreSQL refuses to update one row twice in a statement: keep each id's last row.
-        let mut last = std::collections::HashMap::with_capacity(rows.len());
-        for (i, m) in rows.iter().enumerate() {
-            last.insert(m.id.as_str(), i);
+    /// Queues `rows` together: they are written in ONE transaction (with whatever else was
+    /// queued by then, up to 2,000 rows). When an id appears more than once (a streamed model
+    /// message and its final version), the last one wins. If the transaction fails for a reason
+    /// other than the database being unavailable, each row is retried in a transaction of its
+    /// own, so one bad row does not fail the others. One receipt per row, in order.
+    pub fn queue_messages(&self, rows: Vec<MessageRow>) -> Vec<MessageReceipt> {
+        match &self.messages {
+            MessageSink::Sqlite(writer) => writer.queue(rows),
+            MessageSink::Pooled(queue) => queue.push(rows),
         }
-        let unique: Vec<&MessageRow> = rows
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
-            .map(|(_, m)| m)
-            .collect();
-        let mut tx = self.write_tx().await?;
-        for chunk in unique.chunks(ROWS_PER_STATEMENT) {
-            let mut query = sqlx::query(upsert_sql_for(chunk.len()));
-            for m in chunk {
-                query = query
-                    .bind(&m.id)
-                    .bind(&m.user_id)
-                    .bind(&m.flow_id)
-                    .bind(&m.session_id)
-                    .bind(&m.context_id)
-                    .bind(m.timestamp)
-                    .bind(&m.sender)
-                    .bind(&m.sender_name)
-                    .bind(&m.text)
-                    .bind(&m.data);
-            }
-            query.execute(&mut *tx).await?;
+    }
+
+    /// [`Store::queue_messages`], then waits for every row's result (in order).
+    pub async fn upsert_messages(&self, rows: Vec<MessageRow>) -> Vec<Result<()>> {
+        settle(self.queue_messages(rows)).await
+    }
+
+    /// Returns once every message queued before the call is written (or failed).
+    pub async fn flush_messages(&self) {
+        match &self.messages {
+            MessageSink::Sqlite(writer) => writer.flush().await,
+            MessageSink::Pooled(queue) => queue.flush(&self.pool).await,
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The user's messages matching `filter`, newest first (timestamp, then id, descending).
@@ -209,6 +186,54 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// PostgreSQL: one transaction of multi-row statements on a pooled connection; if it fails
+/// for a row's sake, one transaction per row. One result per row, in order.
+pub(crate) async fn write_pooled(pool: &AnyPool, rows: &[&MessageRow]) -> Vec<Result<()>> {
+    let batch = write_pooled_tx(pool, rows).await;
+    if let Some(results) = batch_outcome(batch, rows.len()) {
+        return results;
+    }
+    let mut each = Vec::with_capacity(rows.len());
+    for row in rows {
+        each.push(write_pooled_tx(pool, std::slice::from_ref(row)).await);
+    }
+    each
+}
+
+async fn write_pooled_tx(pool: &AnyPool, rows: &[&MessageRow]) -> Result<()> {
+    // PostgreSQL refuses to update one row twice in a statement: keep each id's last row.
+    let mut last = std::collections::HashMap::with_capacity(rows.len());
+    for (i, m) in rows.iter().enumerate() {
+        last.insert(m.id.as_str(), i);
+    }
+    let unique: Vec<&MessageRow> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| last.get(m.id.as_str()) == Some(i))
+        .map(|(_, m)| *m)
+        .collect();
+    let mut tx = pool.begin().await?;
+    for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::query(upsert_sql_for(chunk.len()));
+        for m in chunk {
+            query = query
+                .bind(&m.id)
+                .bind(&m.user_id)
+                .bind(&m.flow_id)
+                .bind(&m.session_id)
+                .bind(&m.context_id)
+                .bind(m.timestamp)
+                .bind(&m.sender)
+                .bind(&m.sender_name)
+                .bind(&m.text)
+                .bind(&m.data);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

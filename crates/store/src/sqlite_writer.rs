@@ -1,37 +1,86 @@
-//! SQLite's message writer: one OS thread owning one connection, fed batches over a channel.
+//! SQLite's message writer: one OS thread owning one connection, taking batches straight from
+//! the message queue ([`crate::message_queue`]).
 //!
 //! Why not the sqlx pool like every other write: through sqlx each statement of a batch (BEGIN,
 //! every INSERT, COMMIT) is a round trip to sqlx's worker thread and back to the async task, and
 //! on a busy two-core server those wake-ups, not SQLite, were most of the cost of storing a run's
 //! messages (about 100 µs of CPU per run, and runs waiting on the writer left a third of the
-//! CPU idle). Here a whole batch is one hand-off: the thread runs BEGIN, one cached prepared
-//! upsert per row and COMMIT back to back, and answers once.
+//! CPU idle). Here the thread runs BEGIN, one cached prepared upsert per row and COMMIT back to
+//! back, then answers each row's receipt itself, and takes whatever was queued meanwhile.
 //!
 //! The WAL is kept bounded by a [`Checkpointer`] with a connection of its own, and without
 //! the writer ever waiting for the disk: see there.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
+use crate::message_queue::{MAX_BATCH, MessageReceipt, Queued, answer, enqueue, refused};
 use crate::messages::{MessageRow, batch_outcome, upsert_sql_for};
 use crate::{Result, StoreError};
 
-enum Job {
-    Write {
-        rows: Vec<MessageRow>,
-        done: oneshot::Sender<Vec<Result<()>>>,
-    },
-    /// Finish what was sent before, close the connection, end the thread.
-    Close(oneshot::Sender<()>),
+/// What waits for the writer thread.
+#[derive(Default)]
+struct Inbox {
+    rows: Vec<Queued>,
+    /// Answered once everything queued before them is written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Set by `close`: the thread writes what is queued, answers, and ends; rows queued later
+    /// are refused.
+    closing: Option<oneshot::Sender<()>>,
+    closed: bool,
+    /// The thread is waiting on `Shared::ready`: only then does queuing need to wake it (a
+    /// condition variable's notify is a system call even when nobody waits).
+    asleep: bool,
+    /// How many queued rows are worth waking it for (a lingering batch waits for several).
+    wake_at: usize,
 }
 
-/// The sending side; cheap to share.
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.flushes.is_empty() && self.closing.is_none()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    inbox: Mutex<Inbox>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the inbox, then wakes the thread if it sleeps and what is queued now is
+    /// worth waking it for.
+    fn post<T>(&self, f: impl FnOnce(&mut Inbox) -> T) -> T {
+        let (out, wake) = {
+            let mut inbox = self.inbox();
+            let out = f(&mut inbox);
+            let wake = inbox.asleep
+                && (inbox.rows.len() >= inbox.wake_at.max(1)
+                    || !inbox.flushes.is_empty()
+                    || inbox.closing.is_some());
+            if wake {
+                inbox.asleep = false;
+            }
+            (out, wake)
+        };
+        if wake {
+            self.ready.notify_one();
+        }
+        out
+    }
+}
+
+/// The queuing side; cheap to share.
 pub(crate) struct SqliteMessageWriter {
-    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     /// Held by the writer thread while it writes a batch; the checkpointer takes it for the
     /// short last pass that lets the log start over.
     gate: Arc<Mutex<()>>,
@@ -48,15 +97,15 @@ impl SqliteMessageWriter {
     /// Opens the connection (the database file must exist) and starts the thread.
     pub(crate) fn start(path: &Path) -> Result<Self> {
         let conn = open(path).map_err(|e| unavailable(path, e))?;
-        let (jobs, receiver) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
         let gate = Arc::new(Mutex::new(()));
-        let writer_gate = gate.clone();
+        let (thread_shared, thread_gate) = (shared.clone(), gate.clone());
         std::thread::Builder::new()
             .name("sqlite-messages".into())
-            .spawn(move || run(conn, receiver, &writer_gate))
+            .spawn(move || run(conn, &thread_shared, &thread_gate))
             .map_err(|e| StoreError::Other(format!("cannot start the message writer: {e}")))?;
         Ok(Self {
-            jobs,
+            shared,
             gate,
             path: path.to_owned(),
         })
@@ -70,21 +119,44 @@ impl SqliteMessageWriter {
         })
     }
 
-    /// See [`crate::Store::upsert_messages`].
-    pub(crate) async fn write(&self, rows: Vec<MessageRow>) -> Vec<Result<()>> {
-        let n = rows.len();
-        let all_refused = || (0..n).map(|_| Err(closed())).collect();
-        let (done, answer) = oneshot::channel();
-        if self.jobs.send(Job::Write { rows, done }).is_err() {
-            return all_refused();
-        }
-        answer.await.unwrap_or_else(|_| all_refused())
+    /// See [`crate::Store::queue_messages`]: rows queued together are taken together.
+    pub(crate) fn queue(&self, rows: Vec<MessageRow>) -> Vec<MessageReceipt> {
+        self.shared.post(|inbox| {
+            if inbox.closed {
+                refused(rows.len())
+            } else {
+                enqueue(rows, &mut inbox.rows)
+            }
+        })
     }
 
-    /// Waits for the writes sent so far, then closes the connection.
+    /// Returns once everything queued before is written.
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        let posted = self.shared.post(|inbox| {
+            if inbox.closed {
+                return false;
+            }
+            inbox.flushes.push(done);
+            true
+        });
+        if posted {
+            let _ = flushed.await;
+        }
+    }
+
+    /// Refuses new rows, writes the queued ones, then closes the connection.
     pub(crate) async fn close(&self) {
         let (done, closed) = oneshot::channel();
-        if self.jobs.send(Job::Close(done)).is_ok() {
+        let posted = self.shared.post(|inbox| {
+            if inbox.closed {
+                return false;
+            }
+            inbox.closed = true;
+            inbox.closing = Some(done);
+            true
+        });
+        if posted {
             let _ = closed.await;
         }
     }
@@ -92,10 +164,6 @@ impl SqliteMessageWriter {
 
 fn unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("database at {}: {e}", path.display()))
-}
-
-fn closed() -> StoreError {
-    StoreError::Unavailable("the message writer is closed".into())
 }
 
 /// The same settings as the pool's connections (`pool_options`), minus automatic checkpoints:
@@ -113,40 +181,110 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, gate: &Mutex<()>) {
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Write { rows, done } => {
-                let results = {
-                    let _writing = gate.lock().unwrap_or_else(|e| e.into_inner());
-                    write_with_fallback(&mut conn, &rows)
-                };
-                let _ = done.send(results);
-            }
-            Job::Close(done) => {
-                drop(conn);
-                let _ = done.send(());
-                return;
-            }
+/// Rows a batch waits for when the writer is busy: 8 chat runs' worth.
+const LINGER_ROWS: usize = 16;
+/// How long a batch waits for [`LINGER_ROWS`] at most.
+const LINGER: Duration = Duration::from_micros(200);
+
+fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
+    loop {
+        let (rows, flushes, closing) = take(shared);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let batch: Vec<Queued> = rows.by_ref().take(MAX_BATCH).collect();
+            let results = {
+                let _writing = gate.lock().unwrap_or_else(|e| e.into_inner());
+                write_with_fallback(&mut conn, &batch)
+            };
+            answer(batch, results);
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+        if let Some(done) = closing {
+            drop(conn);
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// The next batch: waits for the first row (or a flush or close). When rows were already
+/// waiting as the last batch was committed, the writer is busy: then the batch also waits up
+/// to [`LINGER`] for [`LINGER_ROWS`] rows (what PostgreSQL's `commit_delay` does). Each
+/// transaction rewrites the right-hand page of the table and of each index whatever it adds to
+/// them, so the cost of a commit is mostly per transaction, not per row; measured with
+/// chat-echo at 16 connections, interleaved with the same build without it: 13,560 against
+/// 11,800 runs/s, p99 10.1 against 25.7 ms (fewer commits write less log, so the log starts
+/// over less often). An idle writer does not wait: a lone run's commit is not delayed.
+fn take(
+    shared: &Shared,
+) -> (
+    Vec<Queued>,
+    Vec<oneshot::Sender<()>>,
+    Option<oneshot::Sender<()>>,
+) {
+    let mut inbox = shared.inbox();
+    let busy = !inbox.rows.is_empty();
+    while inbox.is_empty() {
+        inbox = sleep(shared, inbox, 1, None);
+    }
+    if busy {
+        let deadline = Instant::now() + LINGER;
+        while inbox.rows.len() < LINGER_ROWS && inbox.flushes.is_empty() && inbox.closing.is_none()
+        {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            inbox = sleep(shared, inbox, LINGER_ROWS, Some(left));
+        }
+    }
+    inbox.asleep = false;
+    (
+        std::mem::take(&mut inbox.rows),
+        std::mem::take(&mut inbox.flushes),
+        inbox.closing.take(),
+    )
+}
+
+/// Waits on the inbox until `rows` rows are queued (or a flush or close), or `timeout` passed;
+/// spurious wake-ups return early too (callers loop).
+fn sleep<'a>(
+    shared: &'a Shared,
+    mut inbox: MutexGuard<'a, Inbox>,
+    rows: usize,
+    timeout: Option<Duration>,
+) -> MutexGuard<'a, Inbox> {
+    inbox.asleep = true;
+    inbox.wake_at = rows;
+    match timeout {
+        None => shared.ready.wait(inbox).unwrap_or_else(|e| e.into_inner()),
+        Some(t) => {
+            shared
+                .ready
+                .wait_timeout(inbox, t)
+                .unwrap_or_else(|e| e.into_inner())
+                .0
         }
     }
 }
 
 /// One transaction; if it fails for a row's sake, one transaction per row.
-fn write_with_fallback(conn: &mut Connection, rows: &[MessageRow]) -> Vec<Result<()>> {
-    let batch = write_batch(conn, rows).map_err(store_error);
-    batch_outcome(batch, rows.len()).unwrap_or_else(|| {
-        rows.iter()
-            .map(|row| write_batch(conn, std::slice::from_ref(row)).map_err(store_error))
+fn write_with_fallback(conn: &mut Connection, batch: &[Queued]) -> Vec<Result<()>> {
+    let written = write_batch(conn, batch).map_err(store_error);
+    batch_outcome(written, batch.len()).unwrap_or_else(|| {
+        batch
+            .iter()
+            .map(|q| write_batch(conn, std::slice::from_ref(q)).map_err(store_error))
             .collect()
     })
 }
 
-fn write_batch(conn: &mut Connection, rows: &[MessageRow]) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut upsert = tx.prepare_cached(upsert_sql_for(1))?;
-        for m in rows {
+        for Queued { row: m, .. } in batch {
             upsert.execute(params![
                 m.id,
                 m.user_id,
@@ -279,12 +417,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_under_continuous_writes_and_loses_nothing() {
         let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
-        let checkpointer = store
-            .sqlite_writer
-            .as_ref()
-            .unwrap()
-            .checkpointer()
-            .unwrap();
+        let checkpointer = store.sqlite_writer().checkpointer().unwrap();
         let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let still_writing = writing.clone();
         let background = std::thread::spawn(move || {
@@ -324,6 +457,61 @@ mod tests {
             .unwrap();
         assert_eq!(count, (batches * per_batch) as i64);
         store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Queuing returns before anything is written; `flush_messages` returns only once every row
+    /// queued before it is in the database, and `close` writes what is still queued before it
+    /// refuses new rows: no acknowledged row is lost, no receipt is left unanswered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flush_and_close_write_everything_queued_before_them() {
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
+        let count = |store: &crate::Store| {
+            let pool = store.pool().clone();
+            async move {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        let mut receipts = Vec::new();
+        for batch in 0..50 {
+            receipts.extend(store.queue_messages(rows(batch, 7, "{}")));
+        }
+        store.flush_messages().await;
+        assert_eq!(
+            count(&store).await,
+            350,
+            "flush returned before the queue was written"
+        );
+        for r in crate::message_queue::settle(receipts).await {
+            assert!(r.is_ok(), "{r:?}");
+        }
+
+        let last: Vec<_> = (50..80)
+            .flat_map(|batch| store.queue_messages(rows(batch, 3, "{}")))
+            .collect();
+        store.close().await;
+        for r in crate::message_queue::settle(last).await {
+            assert!(
+                r.is_ok(),
+                "a row queued before close was not written: {r:?}"
+            );
+        }
+        let after = store.upsert_messages(rows(99, 2, "{}")).await;
+        assert!(
+            after
+                .iter()
+                .all(|r| matches!(r, Err(StoreError::Unavailable(_)))),
+            "{after:?}"
+        );
+        let conn = rusqlite::Connection::open(dir.join("t.db")).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 350 + 90);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -109,7 +109,7 @@ async fn list(
         Some(l) => l.min(MAX_LIMIT),
     };
     // Messages of runs that just finished may still be queued.
-    state.messages.flush(&state.store).await;
+    state.store.flush_messages().await;
     let filter = MessageFilter {
         user_id: &auth.user.id,
         flow_id: flow_id.as_deref(),
@@ -200,7 +200,7 @@ async fn delete_session(
     auth: Auth,
     Path(session_id): Path<String>,
 ) -> ApiResult<Response> {
-    state.messages.flush(&state.store).await;
+    state.store.flush_messages().await;
     state
         .store
         .delete_session_messages(&auth.user.id, &session_id)

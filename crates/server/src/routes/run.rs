@@ -454,10 +454,16 @@ async fn execute(
         return match flowgate_engine::execute(&compiled, run, &*ctx, None, CancellationToken::new())
             .await
         {
-            Ok(v) => match ctx.messages_stored().await {
-                Ok(()) => run_response(&v),
-                Err(e) => messages_not_stored(e).into_response(),
-            },
+            // The answer is built while the messages are being written (the CPU would
+            // otherwise wait for the writer first), and sent only once they are committed.
+            Ok(v) => {
+                let answer = run_response(&v);
+                drop(v);
+                match ctx.messages_stored().await {
+                    Ok(()) => answer,
+                    Err(e) => messages_not_stored(e).into_response(),
+                }
+            }
             Err(e) => run_error(&e),
         };
     }

@@ -20,7 +20,6 @@ pub struct Inner {
     pub login_limiter: LoginLimiter,
     /// Compiled flows by (owner, id or endpoint name): runs read no flow from the database.
     pub flow_cache: crate::routes::run::FlowCache,
-    /// Chat messages waiting to be written in a batch.
     /// The one HTTP client runs use (model providers), with a connect timeout.
     pub http: reqwest::Client,
     /// `OPENAI_BASE_URL` from the environment, read once.

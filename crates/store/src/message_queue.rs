@@ -23,7 +23,7 @@ use crate::{Result, StoreError};
 pub type MessageReceipt = oneshot::Receiver<Result<()>>;
 
 /// Most rows one transaction writes.
-pub(crate) const MAX_BATCH: usize = 2000;
+const MAX_BATCH: usize = 2000;
 
 /// A row waiting for its writer, and whom to tell how it fared.
 pub(crate) struct Queued {
@@ -41,6 +41,16 @@ pub(crate) fn enqueue(rows: Vec<MessageRow>, into: &mut Vec<Queued>) -> Vec<Mess
             receipt
         })
         .collect()
+}
+
+/// `taken` (a whole queue, taken at once) as the transactions to write: at most [`MAX_BATCH`]
+/// rows each, in queue order.
+pub(crate) fn batches(taken: Vec<Queued>) -> impl Iterator<Item = Vec<Queued>> {
+    let mut rows = taken.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        Some(rows.by_ref().take(MAX_BATCH).collect())
+    })
 }
 
 /// Receipts that can only say the writer is gone.
@@ -119,9 +129,7 @@ impl PooledQueue {
             if taken.is_empty() {
                 return;
             }
-            let mut taken = taken.into_iter().peekable();
-            while taken.peek().is_some() {
-                let batch: Vec<Queued> = taken.by_ref().take(MAX_BATCH).collect();
+            for batch in batches(taken) {
                 let rows: Vec<&MessageRow> = batch.iter().map(|q| &q.row).collect();
                 let results = write_pooled(pool, &rows).await;
                 answer(batch, results);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
 
-use crate::message_queue::{MAX_BATCH, MessageReceipt, Queued, answer, enqueue, refused};
+use crate::message_queue::{MessageReceipt, Queued, answer, batches, enqueue, refused};
 use crate::messages::{MessageRow, batch_outcome, upsert_sql_for};
 use crate::{Result, StoreError};
 
@@ -40,8 +40,10 @@ struct Inbox {
 }
 
 impl Inbox {
-    fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.flushes.is_empty() && self.closing.is_none()
+    /// Whether the thread has something to do now: `rows` rows queued, or a flush or close
+    /// waiting (those never wait for more rows).
+    fn ready_for(&self, rows: usize) -> bool {
+        self.rows.len() >= rows || !self.flushes.is_empty() || self.closing.is_some()
     }
 }
 
@@ -62,10 +64,7 @@ impl Shared {
         let (out, wake) = {
             let mut inbox = self.inbox();
             let out = f(&mut inbox);
-            let wake = inbox.asleep
-                && (inbox.rows.len() >= inbox.wake_at.max(1)
-                    || !inbox.flushes.is_empty()
-                    || inbox.closing.is_some());
+            let wake = inbox.asleep && inbox.ready_for(inbox.wake_at.max(1));
             if wake {
                 inbox.asleep = false;
             }
@@ -189,9 +188,7 @@ const LINGER: Duration = Duration::from_micros(200);
 fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
     loop {
         let (rows, flushes, closing) = take(shared);
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let batch: Vec<Queued> = rows.by_ref().take(MAX_BATCH).collect();
+        for batch in batches(rows) {
             let results = {
                 let _writing = gate.lock().unwrap_or_else(|e| e.into_inner());
                 write_with_fallback(&mut conn, &batch)
@@ -226,13 +223,12 @@ fn take(
 ) {
     let mut inbox = shared.inbox();
     let busy = !inbox.rows.is_empty();
-    while inbox.is_empty() {
+    while !inbox.ready_for(1) {
         inbox = sleep(shared, inbox, 1, None);
     }
     if busy {
         let deadline = Instant::now() + LINGER;
-        while inbox.rows.len() < LINGER_ROWS && inbox.flushes.is_empty() && inbox.closing.is_none()
-        {
+        while !inbox.ready_for(LINGER_ROWS) {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };

@@ -118,31 +118,7 @@ pub async fn read_for_run(state: &AppState, user_id: &str, path: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowgate_store::{FlowRecord, NewUser, OnClash, OnOwnId, PoolSettings, Store};
-
-    async fn state_with_users(dir: &Path) -> AppState {
-        let store = Store::connect(
-            &flowgate_store::sqlite_url(&dir.join("t.db")),
-            &PoolSettings::default(),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        for u in ["alice", "bob"] {
-            store
-                .create_user(NewUser {
-                    id: u,
-                    username: u,
-                    password_hash: "x",
-                    is_active: true,
-                    is_superuser: false,
-                })
-                .await
-                .unwrap();
-        }
-        let config = crate::Config::new(dir.to_path_buf());
-        AppState::new(config, store, b"0123456789abcdef0123456789abcdef")
-    }
+    use flowgate_store::{FlowRecord, OnClash, OnOwnId};
 
     async fn flow_of(state: &AppState, user: &str, id: &str) {
         let record = FlowRecord {
@@ -165,7 +141,7 @@ mod tests {
     #[tokio::test]
     async fn read_for_run_checks_owner_flow_and_path() {
         let dir = std::env::temp_dir().join(format!("fg-files-{}", uuid::Uuid::new_v4()));
-        let state = state_with_users(&dir).await;
+        let state = crate::test_support::state_with_users(&dir).await;
         let flow = "0b9e7f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
         flow_of(&state, "alice", flow).await;
         let folder = flow_dir(&state, "alice", flow);
@@ -212,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn variables_lookup_decrypts_for_the_owner_only() {
         let dir = std::env::temp_dir().join(format!("fg-vars-{}", uuid::Uuid::new_v4()));
-        let state = state_with_users(&dir).await;
+        let state = crate::test_support::state_with_users(&dir).await;
         let mut row = flowgate_store::VariableRow {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: "alice".into(),

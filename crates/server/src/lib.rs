@@ -15,6 +15,8 @@ pub mod ratelimit;
 pub mod routes;
 pub mod runctx;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod timefmt;
 pub mod ui;
 pub mod variables;

@@ -1,8 +1,9 @@
 //! The server's side of a run ([`RunContext`]): chat history and message storage, global
 //! variables, uploaded files, the shared HTTP client.
 //!
-//! Messages are written by the store's group commit: `store_message` queues the row and returns
-//! at once with a receipt (`Store::queue_message`). A run answers only after its messages are
+//! Messages are written by the store's group commit: `store_message` keeps the row, and the
+//! run's rows are queued together (`Store::queue_messages`, one receipt each) when the run needs
+//! them written or ends. A run answers only after its messages are
 //! committed ([`ServerRunContext::messages_stored`]), so an acknowledged run is never lost and
 //! another instance on the same database reads the history at once.
 
@@ -319,6 +320,12 @@ pub struct ServerRunContext {
     user_id: String,
     /// `X-LANGFLOW-GLOBAL-VAR-<NAME>` headers: (lower-case name, value).
     header_vars: Vec<(String, String)>,
+    /// Messages this run's components stored, not yet handed to the store. A run's messages
+    /// are queued together, when it needs them written (it answers, or reads history) or ends
+    /// otherwise (dropped: failed or cancelled), so they share one transaction: queued one by
+    /// one as produced, a chat run's question was often committed alone and its answer had to
+    /// wait for the next commit (two commits per run instead of one, two writer wake-ups).
+    unqueued: Mutex<Vec<MessageRow>>,
     /// This run's queued messages, not yet confirmed written.
     unconfirmed: Mutex<Vec<MessageReceipt>>,
 }
@@ -336,13 +343,28 @@ impl ServerRunContext {
             state,
             user_id,
             header_vars,
+            unqueued: Mutex::new(Vec::new()),
             unconfirmed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hands the messages stored since the last call to the store (one batch).
+    fn queue_stored(&self) {
+        let rows = std::mem::take(&mut *self.unqueued.lock().expect("run messages lock"));
+        if rows.is_empty() {
+            return;
+        }
+        let receipts = self.state.store.queue_messages(rows);
+        self.unconfirmed
+            .lock()
+            .expect("run messages lock")
+            .extend(receipts);
     }
 
     /// Waits until every message this run stored so far is committed. An error means some
     /// were not (the database is unreachable, say): the run must not be acknowledged.
     pub async fn messages_stored(&self) -> Result<(), StoreError> {
+        self.queue_stored();
         let waiting = std::mem::take(&mut *self.unconfirmed.lock().expect("run messages lock"));
         let mut outcome = Ok(());
         for rx in waiting {
@@ -371,6 +393,15 @@ impl ServerRunContext {
 fn env_var_allowed(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     !(upper.starts_with("FLOWGATE_") || upper.starts_with("LANGFLOW_"))
+}
+
+/// A run that ends without waiting for its messages (it failed, or its client went away) still
+/// keeps what its components stored, as when each message was queued at once: the question of
+/// a run whose model call failed stays in the history.
+impl Drop for ServerRunContext {
+    fn drop(&mut self) {
+        self.queue_stored();
+    }
 }
 
 impl RunContext for ServerRunContext {
@@ -405,11 +436,8 @@ impl RunContext for ServerRunContext {
     }
 
     fn store_message(&self, msg: &Message) {
-        let rx = self
-            .state
-            .store
-            .queue_message(message_row(&self.user_id, msg));
-        self.unconfirmed.lock().expect("run messages lock").push(rx);
+        let row = message_row(&self.user_id, msg);
+        self.unqueued.lock().expect("run messages lock").push(row);
     }
 
     fn variable<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>> {
@@ -447,6 +475,71 @@ impl RunContext for ServerRunContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chat_message(text: &str) -> Message {
+        let mut m = Message::with_text(text);
+        m.id = Some(flowgate_engine::value::new_id());
+        m.session_id = "s".into();
+        m.flow_id = Some("f".into());
+        m.timestamp = "2026-12-01 07:00:00.000001 UTC".into();
+        m
+    }
+
+    async fn stored_texts(state: &AppState) -> Vec<String> {
+        state.store.flush_messages().await;
+        let filter = MessageFilter {
+            user_id: "alice",
+            limit: 100,
+            ..Default::default()
+        };
+        let rows = state.store.messages(&filter).await.unwrap();
+        rows.into_iter().map(|r| r.text).collect()
+    }
+
+    /// A run's messages are handed to the store together, when the run answers (or reads the
+    /// history, or ends without answering), so they share a transaction; none is lost.
+    #[tokio::test]
+    async fn a_runs_messages_are_queued_together_and_none_is_lost() {
+        let dir = std::env::temp_dir().join(format!("fg-runctx-{}", uuid::Uuid::new_v4()));
+        let state = crate::test_support::state_with_users(&dir).await;
+        let run = ServerRunContext::new(state.clone(), "alice".into(), &HeaderMap::new());
+        run.store_message(&chat_message("question"));
+        run.store_message(&chat_message("answer"));
+        assert!(
+            stored_texts(&state).await.is_empty(),
+            "queued before the run needed them written"
+        );
+        run.messages_stored().await.unwrap();
+        assert_eq!(stored_texts(&state).await, ["answer", "question"]);
+
+        // Reading the history writes the run's own messages first (read-your-writes).
+        run.store_message(&chat_message("second question"));
+        let query = HistoryQuery {
+            flow_id: "f".into(),
+            session_id: "s".into(),
+            context_id: String::new(),
+            sender: None,
+            sender_name: None,
+            limit: 10,
+        };
+        let history: Vec<String> = run
+            .history(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, ["second question", "answer", "question"]);
+
+        // A run that fails or loses its client before answering keeps what it stored.
+        let failed = ServerRunContext::new(state.clone(), "alice".into(), &HeaderMap::new());
+        failed.store_message(&chat_message("question of a failed run"));
+        drop(failed);
+        assert_eq!(stored_texts(&state).await.len(), 4);
+        assert_eq!(stored_texts(&state).await[0], "question of a failed run");
+        state.store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn timestamps_and_round_trip() {

@@ -109,16 +109,11 @@ pub(crate) fn batch_outcome(batch: Result<()>, rows: usize) -> Option<Vec<Result
 }
 
 impl Store {
-    /// Queues a message to be inserted or updated (by id); returns at once, never waiting for
-    /// I/O. The receipt says when it is committed, or why not. A row whose id belongs to
+    /// Queues messages to be inserted or updated (by id); returns at once, never waiting for
+    /// I/O. Each receipt says when its row is committed, or why not. A row whose id belongs to
     /// another user's message is left alone. Group commit: see [`crate::message_queue`].
-    pub fn queue_message(&self, row: MessageRow) -> MessageReceipt {
-        self.queue_messages(vec![row])
-            .pop()
-            .expect("one receipt per row")
-    }
-
-    /// Queues `rows` together: they are written in ONE transaction (with whatever else was
+    ///
+    /// `rows` are queued together: they are written in ONE transaction (with whatever else was
     /// queued by then, up to 2,000 rows). When an id appears more than once (a streamed model
     /// message and its final version), the last one wins. If the transaction fails for a reason
     /// other than the database being unavailable, each row is retried in a transaction of its

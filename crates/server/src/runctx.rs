@@ -535,8 +535,9 @@ mod tests {
         let failed = ServerRunContext::new(state.clone(), "alice".into(), &HeaderMap::new());
         failed.store_message(&chat_message("question of a failed run"));
         drop(failed);
-        assert_eq!(stored_texts(&state).await.len(), 4);
-        assert_eq!(stored_texts(&state).await[0], "question of a failed run");
+        let stored = stored_texts(&state).await;
+        assert_eq!(stored.len(), 4);
+        assert_eq!(stored[0], "question of a failed run");
         state.store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -333,9 +333,9 @@ const SMALL_RESIDUE_PAGES: i64 = 64;
 /// then one last pass holding the writer's gate: nothing can be appended during it, so the
 /// writer's next transaction starts the log over. The writer waits only for that last, small
 /// pass (its fsyncs, of what it copied itself: about 2 ms on this machine's disk under load,
-/// see [`ungated_pass`]), not for a whole
-/// checkpoint as when the writer checkpointed itself. PASSIVE never waits for readers either:
-/// one that still reads an old snapshot only postpones the restart to a later pass.
+/// see [`ungated_pass`]), not for a whole checkpoint as when the writer checkpointed itself.
+/// PASSIVE never waits for readers either: one that still reads an old snapshot only postpones
+/// the restart to a later pass.
 pub(crate) struct Checkpointer {
     conn: Mutex<Connection>,
     gate: Arc<Mutex<()>>,

@@ -13,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::oneshot;
@@ -35,15 +34,12 @@ struct Inbox {
     /// The thread is waiting on `Shared::ready`: only then does queuing need to wake it (a
     /// condition variable's notify is a system call even when nobody waits).
     asleep: bool,
-    /// How many queued rows are worth waking it for (a lingering batch waits for several).
-    wake_at: usize,
 }
 
 impl Inbox {
-    /// Whether the thread has something to do now: `rows` rows queued, or a flush or close
-    /// waiting (those never wait for more rows).
-    fn ready_for(&self, rows: usize) -> bool {
-        self.rows.len() >= rows || !self.flushes.is_empty() || self.closing.is_some()
+    /// Whether the thread has something to do: rows queued, or a flush or close waiting.
+    fn has_work(&self) -> bool {
+        !self.rows.is_empty() || !self.flushes.is_empty() || self.closing.is_some()
     }
 }
 
@@ -58,13 +54,12 @@ impl Shared {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the inbox, then wakes the thread if it sleeps and what is queued now is
-    /// worth waking it for.
+    /// Runs `f` on the inbox, then wakes the thread if it sleeps and now has work.
     fn post<T>(&self, f: impl FnOnce(&mut Inbox) -> T) -> T {
         let (out, wake) = {
             let mut inbox = self.inbox();
             let out = f(&mut inbox);
-            let wake = inbox.asleep && inbox.ready_for(inbox.wake_at.max(1));
+            let wake = inbox.asleep && inbox.has_work();
             if wake {
                 inbox.asleep = false;
             }
@@ -180,13 +175,6 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Rows a batch waits for: 12 chat runs' worth.
-const LINGER_ROWS: usize = 24;
-/// How long a batch waits for [`LINGER_ROWS`] at most when the writer is busy.
-const LINGER: Duration = Duration::from_micros(400);
-/// How long a batch waits for [`LINGER_ROWS`] at most when the writer was idle.
-const IDLE_LINGER: Duration = Duration::from_micros(150);
-
 fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
     loop {
         let (rows, flushes, closing) = take(shared);
@@ -208,16 +196,16 @@ fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
     }
 }
 
-/// The next batch: waits for the first row (or a flush or close), then up to [`LINGER`] for
-/// [`LINGER_ROWS`] rows when rows were already waiting as the last batch was committed (the
-/// writer is busy), or up to [`IDLE_LINGER`] when it was idle (what PostgreSQL's
-/// `commit_delay` does). Each transaction rewrites the right-hand page of the table and of
-/// each index whatever it adds to them, so the cost of a commit is mostly per transaction, not
-/// per row. Measured with chat-echo at 16 connections, interleaved: waiting only when busy, up
-/// to 200 µs for 16 rows, against the same build without waiting: 13,560 against 11,800
-/// runs/s, p99 10.1 against 25.7 ms (fewer commits write less log, so the log starts over
-/// less often); then these limits against those: 10,954 against 10,296 runs/s (+6 %, median
-/// of 6 slices). A lone run's commit waits at most [`IDLE_LINGER`].
+/// The next batch: everything queued, as soon as there is anything (or a flush or close).
+///
+/// No wait for more rows (what PostgreSQL's `commit_delay` does, off there by default too): rows
+/// queued while a batch is being written make the next batch, so batches grow by themselves
+/// when the writer is busy, and a run never waits for others. An earlier version waited up to
+/// 400 µs for 24 rows while busy and 150 µs when idle, to write fewer, larger transactions. With
+/// chat-echo at 16 connections that held the runs back in lock-step (a third of the CPU idle
+/// while a batch waited for runs that were waiting on it): measured side by side, fresh servers
+/// loaded in turn, 4 slices of 5 s each, 15,587-16,687 runs/s with the wait against
+/// 19,809-20,893 without, p99 6.8-8.0 against 5.1-7.7 ms (BENCHMARKS.md, "Run").
 fn take(
     shared: &Shared,
 ) -> (
@@ -226,16 +214,9 @@ fn take(
     Option<oneshot::Sender<()>>,
 ) {
     let mut inbox = shared.inbox();
-    let busy = !inbox.rows.is_empty();
-    while !inbox.ready_for(1) {
-        inbox = sleep(shared, inbox, 1, None);
-    }
-    let deadline = Instant::now() + if busy { LINGER } else { IDLE_LINGER };
-    while !inbox.ready_for(LINGER_ROWS) {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        inbox = sleep(shared, inbox, LINGER_ROWS, Some(left));
+    while !inbox.has_work() {
+        inbox.asleep = true;
+        inbox = shared.ready.wait(inbox).unwrap_or_else(|e| e.into_inner());
     }
     inbox.asleep = false;
     (
@@ -243,28 +224,6 @@ fn take(
         std::mem::take(&mut inbox.flushes),
         inbox.closing.take(),
     )
-}
-
-/// Waits on the inbox until `rows` rows are queued (or a flush or close), or `timeout` passed;
-/// spurious wake-ups return early too (callers loop).
-fn sleep<'a>(
-    shared: &'a Shared,
-    mut inbox: MutexGuard<'a, Inbox>,
-    rows: usize,
-    timeout: Option<Duration>,
-) -> MutexGuard<'a, Inbox> {
-    inbox.asleep = true;
-    inbox.wake_at = rows;
-    match timeout {
-        None => shared.ready.wait(inbox).unwrap_or_else(|e| e.into_inner()),
-        Some(t) => {
-            shared
-                .ready
-                .wait_timeout(inbox, t)
-                .unwrap_or_else(|e| e.into_inner())
-                .0
-        }
-    }
 }
 
 /// One transaction; if it fails for a row's sake, one transaction per row.

@@ -17,6 +17,7 @@ mod sqlite_writer;
 mod tokens;
 mod users;
 mod variables;
+mod wal_vfs;
 
 pub use api_keys::{ApiKeyRow, NewApiKey, UsageDelta};
 pub use epoch::AuthEpoch;

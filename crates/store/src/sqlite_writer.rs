@@ -9,7 +9,8 @@
 //! back, then answers each row's receipt itself, and takes whatever was queued meanwhile.
 //!
 //! The WAL is kept bounded by a [`Checkpointer`] with a connection of its own, and without
-//! the writer ever waiting for the disk: see there.
+//! the writer ever waiting for the disk: see there. The writer's connection writes the WAL
+//! through [`crate::wal_vfs`], one `pwrite` per transaction instead of two per page.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -90,7 +91,8 @@ impl std::fmt::Debug for SqliteMessageWriter {
 impl SqliteMessageWriter {
     /// Opens the connection (the database file must exist) and starts the thread.
     pub(crate) fn start(path: &Path) -> Result<Self> {
-        let conn = open(path).map_err(|e| unavailable(path, e))?;
+        let vfs = crate::wal_vfs::register().map_err(StoreError::Other)?;
+        let conn = open(path, Some(vfs)).map_err(|e| unavailable(path, e))?;
         let shared = Arc::new(Shared::default());
         let gate = Arc::new(Mutex::new(()));
         let (thread_shared, thread_gate) = (shared.clone(), gate.clone());
@@ -108,7 +110,7 @@ impl SqliteMessageWriter {
     /// A checkpointer for this writer's database, on a connection of its own.
     pub(crate) fn checkpointer(&self) -> Result<Checkpointer> {
         Ok(Checkpointer {
-            conn: Mutex::new(open(&self.path).map_err(|e| unavailable(&self.path, e))?),
+            conn: Mutex::new(open(&self.path, None).map_err(|e| unavailable(&self.path, e))?),
             gate: self.gate.clone(),
         })
     }
@@ -161,12 +163,14 @@ fn unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 /// The same settings as the pool's connections (`pool_options`), minus automatic checkpoints:
-/// commits never stop to copy the log into the database and fsync it.
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+/// commits never stop to copy the log into the database and fsync it. `vfs`: the writer's
+/// ([`crate::wal_vfs`]); `None` for SQLite's default.
+fn open(path: &Path, vfs: Option<&str>) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => Connection::open_with_flags(path, flags)?,
+    };
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
          PRAGMA busy_timeout=5000; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY; \
@@ -426,7 +430,7 @@ mod tests {
             .unwrap()
             .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
             .unwrap();
-        let conn = super::open(&path).unwrap();
+        let conn = super::open(&path, None).unwrap();
         conn.execute_batch("INSERT INTO t VALUES (1), (2);")
             .unwrap();
         assert!(super::ungated_pass(&conn).unwrap() > 0);

@@ -13,6 +13,7 @@ mod error;
 mod flows;
 mod message_queue;
 mod messages;
+mod scopes;
 mod sqlite_writer;
 mod tokens;
 mod users;

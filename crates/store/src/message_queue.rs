@@ -18,6 +18,7 @@ use sqlx::AnyPool;
 use tokio::sync::{Notify, oneshot};
 
 use crate::messages::{MessageRow, write_pooled};
+use crate::scopes::ScopeCache;
 use crate::{Result, StoreError};
 
 /// Says how a queued message fared: `Ok(())` once it is committed.
@@ -98,6 +99,8 @@ pub(crate) struct PooledQueue {
     /// Held while a batch is written, so `flush` returns only once every row queued before it
     /// is in the database.
     writing: tokio::sync::Mutex<()>,
+    /// The message scopes this writer knows (see `scopes`).
+    scopes: Mutex<ScopeCache>,
 }
 
 #[derive(Default)]
@@ -132,7 +135,7 @@ impl PooledQueue {
             }
             for batch in batches(taken) {
                 let rows: Vec<&MessageRow> = batch.iter().map(|q| &q.row).collect();
-                let results = write_pooled(pool, &rows).await;
+                let results = write_pooled(pool, &self.scopes, &rows).await;
                 answer(batch, results);
             }
         }

@@ -15,11 +15,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::message_queue::{MessageReceipt, Queued, answer, batches, enqueue, refused};
 use crate::messages::{MessageRow, batch_outcome, upsert_sql_for};
+use crate::scopes::ScopeCache;
 use crate::{Result, StoreError};
 
 /// What waits for the writer thread.
@@ -180,12 +181,13 @@ fn open(path: &Path, vfs: Option<&str>) -> rusqlite::Result<Connection> {
 }
 
 fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
+    let mut scopes = ScopeCache::default();
     loop {
         let (rows, flushes, closing) = take(shared);
         for batch in batches(rows) {
             let results = {
                 let _writing = gate.lock().unwrap_or_else(|e| e.into_inner());
-                write_with_fallback(&mut conn, &batch)
+                write_with_fallback(&mut conn, &mut scopes, &batch)
             };
             answer(batch, results);
         }
@@ -231,21 +233,39 @@ fn take(
 }
 
 /// One transaction; if it fails for a row's sake, one transaction per row.
-fn write_with_fallback(conn: &mut Connection, batch: &[Queued]) -> Vec<Result<()>> {
-    let written = write_batch(conn, batch).map_err(store_error);
+fn write_with_fallback(
+    conn: &mut Connection,
+    scopes: &mut ScopeCache,
+    batch: &[Queued],
+) -> Vec<Result<()>> {
+    let written = write_batch(conn, scopes, batch).map_err(store_error);
     batch_outcome(written, batch.len()).unwrap_or_else(|| {
         batch
             .iter()
-            .map(|q| write_batch(conn, std::slice::from_ref(q)).map_err(store_error))
+            .map(|q| write_batch(conn, scopes, std::slice::from_ref(q)).map_err(store_error))
             .collect()
     })
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
+fn write_batch(
+    conn: &mut Connection,
+    scopes: &mut ScopeCache,
+    batch: &[Queued],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Scope ids read or created in this transaction: cached only once it committed.
+    let mut learned = Vec::new();
     {
         let mut upsert = tx.prepare_cached(upsert_sql_for(1))?;
-        for Queued { row: m, .. } in batch {
+        for (i, Queued { row: m, .. }) in batch.iter().enumerate() {
+            let scope = match scopes.get(m) {
+                Some(id) => id,
+                None => {
+                    let id = scope_id(&tx, m)?;
+                    learned.push((i, id));
+                    id
+                }
+            };
             upsert.execute(params![
                 m.id,
                 m.user_id,
@@ -257,10 +277,31 @@ fn write_batch(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> 
                 m.sender_name,
                 m.text,
                 m.data,
+                scope,
             ])?;
         }
     }
-    tx.commit()
+    tx.commit()?;
+    for (i, id) in learned {
+        scopes.insert(&batch[i].row, id);
+    }
+    Ok(())
+}
+
+/// The id of `row`'s scope, created if it does not exist yet (this thread is the only writer
+/// of messages, so nobody creates it meanwhile).
+fn scope_id(tx: &rusqlite::Transaction<'_>, row: &MessageRow) -> rusqlite::Result<i64> {
+    let (user, session, flow) = crate::scopes::key_of(row);
+    let mut select = tx.prepare_cached(crate::scopes::SELECT_SQL)?;
+    if let Some(id) = select
+        .query_row(params![user, session, flow], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(id);
+    }
+    tx.prepare_cached(crate::scopes::INSERT_SQL)?
+        .execute(params![user, session, flow])?;
+    select.query_row(params![user, session, flow], |r| r.get(0))
 }
 
 /// The store's error classes, as `From<sqlx::Error>` sorts them.

@@ -13,15 +13,15 @@ pub fn now_timestamp() -> String {
 /// every call, and every stored message carries a timestamp.
 pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    fn digits(out: &mut String, value: u32, width: usize) {
-        let text = value.to_string();
-        for _ in text.len()..width {
-            out.push('0');
+    /// `value`'s last `width` decimal digits, zero-padded (no allocation).
+    fn digits(out: &mut String, value: u32, width: u32) {
+        for place in (0..width).rev() {
+            let digit = (value / 10u32.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
         }
-        out.push_str(&text);
     }
     let mut out = String::with_capacity(30);
-    digits(&mut out, t.year().max(0) as u32, 4);
+    digits(&mut out, t.year().clamp(0, 9999) as u32, 4);
     out.push('-');
     digits(&mut out, t.month(), 2);
     out.push('-');
@@ -42,7 +42,11 @@ pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 /// rather than 4, so the messages table's primary-key index grows at its end instead of taking
 /// a random page per insert. Clients only ever see a UUID string either way.
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::now_v7()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -569,6 +573,17 @@ impl Serialize for Val {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_lower_case_hyphenated_uuids_of_version_7() {
+        let (a, b) = (new_id(), new_id());
+        for id in [&a, &b] {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 7);
+            assert_eq!(*id, parsed.hyphenated().to_string());
+        }
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn timestamp_format() {

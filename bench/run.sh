@@ -71,7 +71,7 @@ done
 sleep 1.5
 STORED=$(curl -s "$URL/api/v1/monitor/messages?session_id=$(curl -s "$URL/api/v1/flows/peer-chat-echo" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(len(json.load(sys.stdin)))')
 echo
-echo "messages visible through /monitor/messages after the runs (listing shows at most 200): $STORED"
+echo "messages visible through /monitor/messages after the runs (the listing's default window is the newest 100): $STORED"
 
 log "first-token overhead"
 python3 - "$URL" "$KEY" "$BP_ID" "$FAKE_URL" "$SAMPLES" <<'PY'

@@ -318,11 +318,18 @@ fn pool_options(backend: Backend, max: u32, acquire_timeout: Duration) -> AnyPoo
                     // across process crashes, which is what a server needs. A 16 MiB page
                     // cache (default 2 MiB) keeps the message indexes' hot pages in memory
                     // instead of spilling on every batch; statement journals of the
-                    // batched upserts stay in memory.
+                    // batched upserts stay in memory. No automatic checkpoints: a server's
+                    // checkpointer copies the log (`start_background_tasks`), and SQLite
+                    // checkpoints when a process's last connection closes. With them on, the
+                    // commit that found the log past 1,000 pages (a server's once-a-second
+                    // key-usage flush, under load) copied the whole log itself, fsyncs and all,
+                    // on sqlx's worker, while holding the checkpoint lock the checkpointer's
+                    // passes then found busy.
                     conn.execute(
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
                          PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000; \
-                         PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
+                         PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY; \
+                         PRAGMA wal_autocheckpoint=0;",
                     )
                     .await?;
                 }
@@ -463,6 +470,41 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+
+    /// A commit through the pool never checkpoints: past 1,000 log pages (SQLite's default
+    /// trigger) nothing is copied into the database file until someone checkpoints.
+    #[tokio::test]
+    async fn pool_commits_leave_checkpoints_to_the_checkpointer() {
+        let (store, dir) = test_support::sqlite_store(&[]).await;
+        let pool = store.pool();
+        sqlx::query("CREATE TABLE filler (x TEXT)")
+            .execute(pool)
+            .await
+            .unwrap();
+        for _ in 0..12 {
+            sqlx::query(
+                "INSERT INTO filler SELECT hex(randomblob(2000)) FROM \
+                 (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+                 SELECT i FROM n)",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        let check = rusqlite::Connection::open(dir.join("t.db")).unwrap();
+        let (log, copied): (i64, i64) = check
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        // An automatic checkpoint would have copied the log at the commit that took it past
+        // 1,000 pages, and the next commit would have started it over.
+        assert!(log > 1000, "the log holds {log} pages");
+        assert_eq!(copied, log, "an explicit checkpoint copies it all");
+        drop(check);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

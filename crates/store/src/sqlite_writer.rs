@@ -163,7 +163,7 @@ fn unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("database at {}: {e}", path.display()))
 }
 
-/// The same settings as the pool's connections (`pool_options`), minus automatic checkpoints:
+/// The same settings as the pool's connections (`pool_options`), automatic checkpoints off too:
 /// commits never stop to copy the log into the database and fsync it. `vfs`: the writer's
 /// ([`crate::wal_vfs`]); `None` for SQLite's default.
 fn open(path: &Path, vfs: Option<&str>) -> rusqlite::Result<Connection> {

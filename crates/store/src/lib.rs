@@ -422,6 +422,12 @@ pub(crate) mod test_support {
             .await
             .unwrap();
         store.migrate().await.unwrap();
+        create_users(&store, users).await;
+        (store, dir)
+    }
+
+    /// One active user per id in `users` (id and username alike).
+    pub(crate) async fn create_users(store: &Store, users: &[&str]) {
         for &u in users {
             store
                 .create_user(NewUser {
@@ -434,7 +440,6 @@ pub(crate) mod test_support {
                 .await
                 .unwrap();
         }
-        (store, dir)
     }
 }
 

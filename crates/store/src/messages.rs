@@ -377,7 +377,7 @@ mod tests {
 #[cfg(test)]
 mod scope_migration_tests {
     use super::*;
-    use crate::{NewUser, PoolSettings, sqlite_url};
+    use crate::{PoolSettings, sqlite_url};
 
     /// A database written before message scopes (migrations 1-4, rows in the old layout) is
     /// migrated: every message gets its scope, and reads, deletes and new writes see the same
@@ -427,18 +427,7 @@ mod scope_migration_tests {
         assert!(all >= 5, "the scopes migration is the fifth");
         before.migrations = before.migrations[..4].to_vec().into();
         before.run(store.pool()).await.unwrap();
-        for u in ["a", "b"] {
-            store
-                .create_user(NewUser {
-                    id: u,
-                    username: u,
-                    password_hash: "x",
-                    is_active: true,
-                    is_superuser: false,
-                })
-                .await
-                .unwrap();
-        }
+        crate::test_support::create_users(&store, &["a", "b"]).await;
         // (id, user, flow, session, timestamp)
         let old: [(&str, &str, Option<&str>, &str, i64); 6] = [
             ("m1", "a", Some("f1"), "s1", 1),

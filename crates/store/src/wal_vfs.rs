@@ -562,6 +562,17 @@ mod tests {
             .unwrap()
     }
 
+    /// Rows recovered from a copy of the database and its log taken now, into `dir/name`, as
+    /// a crash of the writer's process would leave them.
+    fn count_in_copy(dir: &std::path::Path, name: &str) -> i64 {
+        let copy = dir.join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["t.db", "t.db-wal"] {
+            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
+        }
+        count(&copy.join("t.db"))
+    }
+
     /// Every commit is in the WAL file when it returns: another connection (default VFS) sees
     /// it at once, and a copy of the files taken while the writer is still open (as a crash
     /// would leave them) recovers every committed row from the log's bytes alone.
@@ -580,13 +591,8 @@ mod tests {
             rows += 1 + i as i64 % 7;
             assert_eq!(count(&dir.join("t.db")), rows, "after commit {i}");
         }
-        let copy = dir.join("copy");
-        std::fs::create_dir_all(&copy).unwrap();
-        for f in ["t.db", "t.db-wal"] {
-            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
-        }
         assert_eq!(
-            count(&copy.join("t.db")),
+            count_in_copy(&dir, "copy"),
             rows,
             "recovered from the copied log"
         );
@@ -654,13 +660,8 @@ mod tests {
             std::fs::metadata(dir.join("t.db-wal")).unwrap().len() % 4096,
             0
         );
-        let copy = dir.join("copy");
-        std::fs::create_dir_all(&copy).unwrap();
-        for f in ["t.db", "t.db-wal"] {
-            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
-        }
         assert_eq!(
-            count(&copy.join("t.db")),
+            count_in_copy(&dir, "copy"),
             rows,
             "recovered from the copied log"
         );
@@ -690,13 +691,8 @@ mod tests {
             .unwrap();
         assert_eq!(log_frames(&dir), frames, "the same pages, so the same end");
         insert(&mut conn, 2, 1, 10);
-        let copy = dir.join("copy");
-        std::fs::create_dir_all(&copy).unwrap();
-        for f in ["t.db", "t.db-wal"] {
-            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
-        }
         assert_eq!(
-            count(&copy.join("t.db")),
+            count_in_copy(&dir, "copy"),
             3,
             "recovered from the copied log"
         );
@@ -754,12 +750,8 @@ mod tests {
                 _ => {}
             }
             if i % 50 == 49 {
-                let copy = dir.join(format!("copy{i}"));
-                std::fs::create_dir_all(&copy).unwrap();
-                for f in ["t.db", "t.db-wal"] {
-                    std::fs::copy(dir.join(f), copy.join(f)).unwrap();
-                }
-                assert_eq!(count(&copy.join("t.db")), rows, "copy after commit {i}");
+                let recovered = count_in_copy(&dir, &format!("copy{i}"));
+                assert_eq!(recovered, rows, "copy after commit {i}");
             }
         }
         let check: String = conn

@@ -135,18 +135,18 @@ impl WalFile {
         unsafe { &*(*self.real()).pMethods }
     }
 
-    /// Writes what is held: in one call, or in [`MAX_WRITE`] pieces when it is larger. A
-    /// commit is padded with zeros to the end of its last page: past its frames the log holds
-    /// nothing anyone reads (stale frames of an earlier generation or of a
-    /// rolled-back transaction, which recovery already rejects by their salts or checksums;
-    /// zeros it rejects the same way), and the next commit starts there anyway.
+    /// Writes what is held, as it is (before any other operation on the file).
     fn write_held(&mut self) -> c_int {
         self.flush(false)
     }
 
-    /// [`Self::write_held`]; `commit_done`: the page of a commit frame was just added, so the
-    /// held bytes end with the transaction's last frame, whole.
-    fn flush(&mut self, commit_done: bool) -> c_int {
+    /// Writes what is held: in one call, or in [`MAX_WRITE`] pieces when it is larger.
+    /// `frame_done`: a frame's page was just added, so the held bytes end with a whole frame.
+    /// When that frame is a commit's, the write is padded with zeros to the end of its last
+    /// page: past its frames the log holds nothing anyone reads (stale frames of an earlier
+    /// generation or of a rolled-back transaction, which recovery already rejects by their
+    /// salts or checksums; zeros it rejects the same way), and the next commit starts there.
+    fn flush(&mut self, frame_done: bool) -> c_int {
         if self.held.is_empty() {
             self.after_header = false;
             self.commit = false;
@@ -157,7 +157,7 @@ impl WalFile {
         // Only a commit frame just written whole is surely the log's end: bytes held otherwise
         // may be frames or frame headers SQLite rewrites in place (a transaction's spilled
         // pages, the checksums after them), with frames of the same transaction after them.
-        let last_frame = commit_done && self.commit && !self.after_header;
+        let last_frame = frame_done && self.commit;
         if last_frame {
             self.held.resize(frames + padding(end), 0);
         }
@@ -166,10 +166,10 @@ impl WalFile {
         // ones are): only a commit's end is a tail the next commit may rewrite as it was.
         if rc == ffi::SQLITE_OK && last_frame {
             let from = (end - end.rem_euclid(PAGE) - self.held_at).max(0) as usize;
-            self.tail_salts = frame_salts(&self.held[self.first_frame()..]);
-            self.tail.clear();
-            self.tail.extend_from_slice(&self.held[from..frames]);
-            self.tail_end = end;
+            let salts = frame_salts(&self.held[self.first_frame()..]);
+            let held = std::mem::take(&mut self.held);
+            self.set_tail(&held[from..frames], end, salts);
+            self.held = held;
         } else {
             self.tail_end = -1;
         }

@@ -65,8 +65,8 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRow> {
 /// grows with the square of a statement's parameter count.
 const ROWS_PER_STATEMENT: usize = 8;
 
-/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows; the
-/// SQLite writer uses the one-row form as a cached prepared statement.
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO UPDATE ...` for `rows` rows (the pooled
+/// path; SQLite's writer inserts and updates in two statements: `sqlite_writer::INSERT_SQL`).
 fn upsert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {

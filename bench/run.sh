@@ -2,11 +2,15 @@
 # Run benchmark (issue: run flows). Builds the release binary, starts flowgate on 127.0.0.1 with a
 # throw-away data dir and message storage on (the default), and measures:
 #   1. POST /api/v1/run/peer-chat-echo (API key, {"input_value":"hello"}) next to GET /health in
-#      the same run, wrk 2 threads / 16 connections, DURATION seconds each, ROUNDS interleaved;
+#      the same run, wrk 2 threads / 16 connections, DURATION seconds of each per round, ROUNDS
+#      rounds. A round alternates SLICES slices of each (health, run, health, run, ...) and
+#      compares their totals: this VM's speed moves by a third within a minute, and slices taken
+#      in turn see the same machine (one 10 s window of each, back to back, did not);
 #   2. a streamed run's added latency to the first token (Basic Prompting against a local fake
 #      model) versus calling the fake model directly, median of SAMPLES sequential calls each;
 #   3. RSS over RUNS (default 1,000,000) chat-echo runs: sampled every ~100k requests.
-# Environment: CARGO_TARGET_DIR, DURATION (10), ROUNDS (3), SAMPLES (300), RUNS (1000000), KEEP=1.
+# Environment: CARGO_TARGET_DIR, DURATION (10), SLICES (5), ROUNDS (3), SAMPLES (300),
+# RUNS (1000000), KEEP=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +18,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FIXTURES=${FIXTURES:-$ROOT/../shared/fixtures}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
+SLICES=${SLICES:-5}
 SAMPLES=${SAMPLES:-300}
 RUNS=${RUNS:-1000000}
 BIN=$TARGET_DIR/release/flowgate
@@ -58,15 +63,36 @@ rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status"; }
 log "warm-up"
 wrk -t2 -c16 -d2s "$URL/health" >/dev/null
 wrk -t2 -c16 -d2s -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" >/dev/null
-echo "| round | /health req/s | p50 ms | p99 ms | run chat-echo req/s | p50 ms | p99 ms | non-2xx | run/health |"
-echo "|---|---|---|---|---|---|---|---|---|"
+SLICE=$(python3 -c "print(f'{$DURATION/$SLICES:g}')")
+echo "| round | /health req/s | p50 ms | p99 ms | run chat-echo req/s | p50 ms | p99 ms | non-2xx | run/health | slices (run/health) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
-    wrk -t2 -c16 -d"${DURATION}s" --latency "$URL/health" > "$WORK/health-$r.txt"
-    wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/run-$r.txt"
-    read -r h50 h_p50 h_p99 _ <<<"$(wrk_stats "$WORK/health-$r.txt")"
-    read -r r50 r_p50 r_p99 r_bad <<<"$(wrk_stats "$WORK/run-$r.txt")"
-    ratio=$(python3 -c "print(f'{100*$r50/$h50:.0f} %')")
-    echo "| $r | $h50 | $h_p50 | $h_p99 | $r50 | $r_p50 | $r_p99 | $r_bad | $ratio |"
+    for s in $(seq "$SLICES"); do
+        wrk -t2 -c16 -d"${SLICE}s" --latency "$URL/health" > "$WORK/health-$r-$s.txt"
+        wrk -t2 -c16 -d"${SLICE}s" --latency -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/run-$r-$s.txt"
+    done
+    # Per round: req/s over all its slices of each, the median slice's p50, the worst slice's
+    # p99, and each pair's own ratio.
+    python3 - "$r" "$WORK" "$SLICES" <<'PY'
+import re, statistics, sys
+r, work, slices = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def stats(path):
+    t = open(path).read()
+    ms = lambda v, u: float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+    lat = {p: ms(v, u) for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", t)}
+    reqs = int(re.search(r"(\d+) requests in", t).group(1))
+    secs = ms(*re.search(r"requests in ([\d.]+)(us|ms|s)", t).groups()) / 1000
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    return reqs, secs, lat["50"], lat["99"], int(bad.group(1)) if bad else 0
+h = [stats(f"{work}/health-{r}-{s}.txt") for s in range(1, slices + 1)]
+g = [stats(f"{work}/run-{r}-{s}.txt") for s in range(1, slices + 1)]
+rate = lambda xs: sum(x[0] for x in xs) / sum(x[1] for x in xs)
+hr, rr = rate(h), rate(g)
+pairs = " ".join(f"{100 * (b[0] / b[1]) / (a[0] / a[1]):.0f}" for a, b in zip(h, g))
+print(f"| {r} | {hr:.0f} | {statistics.median(x[2] for x in h):.2f} | {max(x[3] for x in h):.2f} "
+      f"| {rr:.0f} | {statistics.median(x[2] for x in g):.2f} | {max(x[3] for x in g):.2f} "
+      f"| {sum(x[4] for x in g)} | {100 * rr / hr:.0f} % | {pairs} |")
+PY
 done
 sleep 1.5
 STORED=$(curl -s "$URL/api/v1/monitor/messages?session_id=$(curl -s "$URL/api/v1/flows/peer-chat-echo" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')" -H "x-api-key: $KEY" | python3 -c 'import sys,json;print(len(json.load(sys.stdin)))')

@@ -28,8 +28,11 @@ fn main() -> ExitCode {
     cli::apply_env_aliases();
     let cli = Cli::parse();
     let _log_guard = init_logging();
+    // A worker about to park has nothing else to do: the moment for SQLite's message writer to
+    // write the runs that finished meanwhile, in one transaction (see the hook's docs).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(flowgate_store::wake_deferred_writers)
         .build()
     {
         Ok(rt) => rt,

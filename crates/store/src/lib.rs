@@ -26,6 +26,7 @@ pub use error::StoreError;
 pub use flows::{FlowRecord, FlowSaveError, OnClash, OnOwnId};
 pub use message_queue::MessageReceipt;
 pub use messages::{MessageFilter, MessageRow};
+pub use sqlite_writer::wake_deferred_writers;
 pub use users::{NewUser, UserRow, UserUpdate};
 pub use variables::VariableRow;
 

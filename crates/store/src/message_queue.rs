@@ -1,9 +1,9 @@
 //! Group commit of chat messages. [`crate::Store::queue_messages`] queues rows and returns at
 //! once with a receipt; a writer takes everything queued, writes it in one transaction and
 //! answers each receipt. While one transaction is being written the next batch gathers (on
-//! SQLite it also waits a few hundred microseconds for more: `sqlite_writer::take`), so under
-//! load one transaction carries many runs' messages, and the queue is bounded by the runs in
-//! flight.
+//! SQLite, also while the async workers are busy with other runs: `sqlite_writer::take`), so
+//! under load one transaction carries many runs' messages, and the queue is bounded by the runs
+//! in flight.
 //!
 //! Who writes depends on the backend:
 //! - SQLite: the message writer's own thread ([`crate::sqlite_writer`]) takes the queue itself,

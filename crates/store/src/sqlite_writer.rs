@@ -8,12 +8,20 @@
 //! CPU idle). Here the thread runs BEGIN, one cached prepared upsert per row and COMMIT back to
 //! back, then answers each row's receipt itself, and takes whatever was queued meanwhile.
 //!
+//! The thread is woken by whoever queues rows only when it sleeps deeply (idle for a while).
+//! Right after a batch it sleeps lightly: rows queued then wait until an async worker runs out
+//! of work ([`wake_deferred_writers`], the runtime's park hook), or [`LIGHT_SLEEP`] at most, so
+//! that the batch is written while the CPU has nothing else to do and carries every run that
+//! finished meanwhile. See [`take`].
+//!
 //! The WAL is kept bounded by a [`Checkpointer`] with a connection of its own, and without
 //! the writer ever waiting for the disk: see there. The writer's connection writes the WAL
 //! through [`crate::wal_vfs`], one `pwrite` per transaction instead of two per page.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -33,22 +41,64 @@ struct Inbox {
     /// are refused.
     closing: Option<oneshot::Sender<()>>,
     closed: bool,
-    /// The thread is waiting on `Shared::ready`: only then does queuing need to wake it (a
+    /// How the thread waits on `Shared::ready`: only a deep sleep needs queuing to wake it (a
     /// condition variable's notify is a system call even when nobody waits).
-    asleep: bool,
+    sleep: Sleep,
+    /// Rows were queued during a light sleep and the thread left asleep: counted once in
+    /// [`DEFERRED`] until the thread wakes.
+    deferred: bool,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+enum Sleep {
+    #[default]
+    Awake,
+    /// A timed wait right after a batch ([`LIGHT_SLEEP`]): rows may wait for an idle worker.
+    Light,
+    /// Idle for a while: the next row wakes the thread.
+    Deep,
 }
 
 impl Inbox {
+    /// Marks the thread awake (the caller notifies it, or is it).
+    fn wake(&mut self) {
+        self.sleep = Sleep::Awake;
+        if self.deferred {
+            self.deferred = false;
+            DEFERRED.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether what was just queued must wake the thread now: it sleeps and has work, and
+    /// the work cannot wait (a deep sleep, a flush or a close). Rows queued during a light
+    /// sleep are left for an idle worker instead, and counted as deferred.
+    fn needs_wake(&mut self) -> bool {
+        if self.sleep == Sleep::Awake || !self.has_work() {
+            return false;
+        }
+        let urgent = !self.flushes.is_empty() || self.closing.is_some();
+        if self.sleep == Sleep::Deep || urgent {
+            return true;
+        }
+
+        if !self.deferred {
+            self.deferred = true;
+            DEFERRED.fetch_add(1, Ordering::AcqRel);
+        }
+        false
+    }
+
     /// Whether the thread has something to do: rows queued, or a flush or close waiting.
     fn has_work(&self) -> bool {
         !self.rows.is_empty() || !self.flushes.is_empty() || self.closing.is_some()
     }
 }
 
-#[derive(Default)]
 struct Shared {
     inbox: Mutex<Inbox>,
     ready: Condvar,
+    /// [`LIGHT_SLEEP`]; longer in tests that need a deferred row to stay deferred.
+    light_sleep: Duration,
 }
 
 impl Shared {
@@ -61,9 +111,9 @@ impl Shared {
         let (out, wake) = {
             let mut inbox = self.inbox();
             let out = f(&mut inbox);
-            let wake = inbox.asleep && inbox.has_work();
+            let wake = inbox.needs_wake();
             if wake {
-                inbox.asleep = false;
+                inbox.wake();
             }
             (out, wake)
         };
@@ -71,6 +121,49 @@ impl Shared {
             self.ready.notify_one();
         }
         out
+    }
+}
+
+/// Longest a row queued during a light sleep waits for the thread when no worker runs out of
+/// work meanwhile (a runtime without the park hook, or one that never idles).
+const LIGHT_SLEEP: Duration = Duration::from_millis(1);
+/// Light sleeps in a row before the thread sleeps deeply: after 50 ms without rows, the first
+/// row wakes it at once, so an idle server answers a lone run without waiting.
+const LIGHT_SLEEPS: u32 = 50;
+
+/// Writers in light sleep with rows waiting: lets the park hook return at once (one atomic
+/// load) when there are none, which is nearly every time a worker parks.
+static DEFERRED: AtomicUsize = AtomicUsize::new(0);
+/// Every message writer of the process (a process may open several stores, tests do).
+static WRITERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// Wakes each message writer that sleeps lightly with rows queued. For the async runtime's
+/// `on_thread_park` hook: a worker about to park has nothing else to do, so the batch is
+/// written now, on CPU that would otherwise idle, and holds every run queued until then.
+///
+/// Why: a writer woken by the first row of each batch wrote 2-4 runs per transaction with
+/// chat-echo at 16 connections, each transaction rewriting ~5 pages (~20 KB of WAL) and paying
+/// its fixed cost. Leaving the rows for an idle worker wrote ~11 runs per transaction, and
+/// runs/s rose by a fifth (BENCHMARKS.md, "Run"). An earlier wait, for a number of rows or a
+/// timeout, held runs back in lock-step with the CPU idle (see [`take`]); this one ends as soon
+/// as the CPU would idle.
+pub fn wake_deferred_writers() {
+    if DEFERRED.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    for shared in writers.iter().filter_map(Weak::upgrade) {
+        let wake = {
+            let mut inbox = shared.inbox();
+            let wake = inbox.deferred;
+            if wake {
+                inbox.wake();
+            }
+            wake
+        };
+        if wake {
+            shared.ready.notify_one();
+        }
     }
 }
 
@@ -92,9 +185,22 @@ impl std::fmt::Debug for SqliteMessageWriter {
 impl SqliteMessageWriter {
     /// Opens the connection (the database file must exist) and starts the thread.
     pub(crate) fn start(path: &Path) -> Result<Self> {
+        Self::start_with(path, LIGHT_SLEEP)
+    }
+
+    fn start_with(path: &Path, light_sleep: Duration) -> Result<Self> {
         let vfs = crate::wal_vfs::register().map_err(StoreError::Other)?;
         let conn = open(path, Some(vfs)).map_err(|e| unavailable(path, e))?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            inbox: Mutex::default(),
+            ready: Condvar::new(),
+            light_sleep,
+        });
+        {
+            let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+            writers.retain(|w| w.strong_count() > 0);
+            writers.push(Arc::downgrade(&shared));
+        }
         let gate = Arc::new(Mutex::new(()));
         let (thread_shared, thread_gate) = (shared.clone(), gate.clone());
         std::thread::Builder::new()
@@ -202,16 +308,22 @@ fn run(mut conn: Connection, shared: &Shared, gate: &Mutex<()>) {
     }
 }
 
-/// The next batch: everything queued, as soon as there is anything (or a flush or close).
+/// The next batch: everything queued, once the thread is woken for it (or a flush or close).
 ///
-/// No wait for more rows (what PostgreSQL's `commit_delay` does, off there by default too): rows
-/// queued while a batch is being written make the next batch, so batches grow by themselves
-/// when the writer is busy, and a run never waits for others. An earlier version waited up to
-/// 400 µs for 24 rows while busy and 150 µs when idle, to write fewer, larger transactions. With
+/// Rows queued while a batch is being written make the next batch, taken at once. With
+/// nothing queued the thread sleeps lightly, [`LIGHT_SLEEP`] at a time and [`LIGHT_SLEEPS`]
+/// times, then deeply. Rows queued during a light sleep do not wake it: the first async worker
+/// that runs out of work does ([`wake_deferred_writers`]), or the end of the light sleep. So
+/// while the CPU is busy with other runs, the finished ones gather, and the batch is written
+/// when it would otherwise idle. During a deep sleep the first row wakes the thread.
+///
+/// An earlier version waited up to 400 µs for 24 rows while busy and 150 µs when idle. With
 /// chat-echo at 16 connections that held the runs back in lock-step (a third of the CPU idle
 /// while a batch waited for runs that were waiting on it): measured side by side, fresh servers
 /// loaded in turn, 4 slices of 5 s each, 15,587-16,687 runs/s with the wait against
-/// 19,809-20,893 without, p99 6.8-8.0 against 5.1-7.7 ms (BENCHMARKS.md, "Run").
+/// 19,809-20,893 without, p99 6.8-8.0 against 5.1-7.7 ms (BENCHMARKS.md, "Run"). The light
+/// sleep differs in what ends it: not a count of rows, but the first moment a worker has
+/// nothing else to do.
 fn take(
     shared: &Shared,
 ) -> (
@@ -220,11 +332,22 @@ fn take(
     Option<oneshot::Sender<()>>,
 ) {
     let mut inbox = shared.inbox();
+    let mut light_sleeps = 0;
     while !inbox.has_work() {
-        inbox.asleep = true;
-        inbox = shared.ready.wait(inbox).unwrap_or_else(|e| e.into_inner());
+        if light_sleeps < LIGHT_SLEEPS {
+            light_sleeps += 1;
+            inbox.sleep = Sleep::Light;
+            inbox = shared
+                .ready
+                .wait_timeout(inbox, shared.light_sleep)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        } else {
+            inbox.sleep = Sleep::Deep;
+            inbox = shared.ready.wait(inbox).unwrap_or_else(|e| e.into_inner());
+        }
     }
-    inbox.asleep = false;
+    inbox.wake();
     (
         std::mem::take(&mut inbox.rows),
         std::mem::take(&mut inbox.flushes),
@@ -475,6 +598,144 @@ mod tests {
                 ..Default::default()
             })
             .collect()
+    }
+
+    async fn message_count(store: &crate::Store) -> i64 {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        count
+    }
+
+    /// Rows queued while the writer sleeps lightly stay queued (here for the 100 ms looked at;
+    /// the light sleep is 60 s) until a worker runs out of work and calls
+    /// `wake_deferred_writers`; a flush wakes the writer at once. Both write every row.
+    #[tokio::test]
+    async fn rows_queued_in_a_light_sleep_wait_for_an_idle_worker_and_a_flush_does_not() {
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
+        let writer = super::SqliteMessageWriter::start_with(
+            &dir.join("t.db"),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let bound = std::time::Duration::from_secs(20);
+        let asleep = std::time::Instant::now();
+        while writer.shared.inbox().sleep != super::Sleep::Light {
+            assert!(asleep.elapsed() < bound, "the thread never slept");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+
+        let mut receipts = writer.queue(rows(1, 2, "{}"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            writer.shared.inbox().deferred,
+            "the rows wait, counted as deferred"
+        );
+        assert!(super::DEFERRED.load(std::sync::atomic::Ordering::Acquire) >= 1);
+        assert!(
+            matches!(
+                receipts[0].try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            ),
+            "written before any worker was idle"
+        );
+        assert_eq!(message_count(&store).await, 0);
+
+        super::wake_deferred_writers();
+        for receipt in receipts {
+            let written = tokio::time::timeout(bound, receipt).await.expect("woken");
+            assert!(matches!(written, Ok(Ok(()))), "{written:?}");
+        }
+        assert_eq!(message_count(&store).await, 2);
+        assert!(!writer.shared.inbox().deferred);
+
+        let receipts = writer.queue(rows(2, 3, "{}"));
+        tokio::time::timeout(bound, writer.flush())
+            .await
+            .expect("a flush wakes the writer");
+        for receipt in receipts {
+            assert!(matches!(receipt.await, Ok(Ok(()))));
+        }
+        assert_eq!(message_count(&store).await, 5);
+        tokio::time::timeout(bound, writer.close()).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Who wakes the thread: rows wake it from a deep sleep only; a flush or close from any
+    /// sleep; nothing while it is awake (it takes the queue when its batch is written).
+    #[test]
+    fn rows_wake_a_deep_sleep_and_wait_out_a_light_one() {
+        use super::{Inbox, Sleep};
+        let row = || {
+            let mut queue = Vec::new();
+            let receipts = crate::message_queue::enqueue(rows(0, 1, "{}"), &mut queue);
+            (queue, receipts)
+        };
+
+        let mut inbox = Inbox {
+            sleep: Sleep::Deep,
+            ..Inbox::default()
+        };
+        assert!(!inbox.needs_wake(), "nothing queued");
+        let (queued, _receipts) = row();
+        inbox.rows = queued;
+        assert!(inbox.needs_wake());
+        assert!(!inbox.deferred);
+
+        let mut inbox = Inbox {
+            sleep: Sleep::Awake,
+            ..Inbox::default()
+        };
+        let (queued, _receipts) = row();
+        inbox.rows = queued;
+        assert!(!inbox.needs_wake(), "an awake writer takes the rows itself");
+
+        let mut inbox = Inbox {
+            sleep: Sleep::Light,
+            ..Inbox::default()
+        };
+        let (queued, _receipts) = row();
+        inbox.rows = queued;
+        assert!(!inbox.needs_wake());
+        assert!(inbox.deferred);
+        assert!(!inbox.needs_wake(), "still left waiting, counted once");
+        let (done, _flushed) = tokio::sync::oneshot::channel();
+        inbox.flushes.push(done);
+        assert!(inbox.needs_wake(), "a flush cannot wait");
+        inbox.wake();
+        assert!(!inbox.deferred);
+        assert_eq!(inbox.sleep, Sleep::Awake);
+    }
+
+    /// After its light sleeps the writer sleeps deeply, and then the first row wakes it.
+    #[tokio::test]
+    async fn an_idle_writer_sleeps_deeply_and_the_first_row_wakes_it() {
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
+        let writer = super::SqliteMessageWriter::start_with(
+            &dir.join("t.db"),
+            std::time::Duration::from_millis(1),
+        )
+        .unwrap();
+        let deep = std::time::Instant::now();
+        while writer.shared.inbox().sleep != super::Sleep::Deep {
+            assert!(
+                deep.elapsed() < std::time::Duration::from_secs(20),
+                "never slept deeply"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let receipts = writer.queue(rows(1, 1, "{}"));
+        assert!(
+            !writer.shared.inbox().deferred,
+            "woken by the row, not left waiting"
+        );
+        for receipt in receipts {
+            assert!(matches!(receipt.await, Ok(Ok(()))));
+        }
+        assert_eq!(message_count(&store).await, 1);
+        writer.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The fsync after an ungated pass goes through SQLite's own handle of the database file,

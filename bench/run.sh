@@ -64,34 +64,51 @@ log "warm-up"
 wrk -t2 -c16 -d2s "$URL/health" >/dev/null
 wrk -t2 -c16 -d2s -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" >/dev/null
 SLICE=$(python3 -c "print(f'{$DURATION/$SLICES:g}')")
+# Each slice also prints its latency quantiles (every 0.1 %), so a round's p50/p99 are those of
+# all its requests, not of one slice.
+QUANTILES='
+done = function(summary, latency, requests)
+    for i = 1, 1000 do io.write(string.format("Q %d %d\n", i, latency:percentile(i / 10))) end
+end'
+printf '%s\n' "$QUANTILES" > "$WORK/health.lua"
+{ cat "$WORK/run.lua"; printf '%s\n' "$QUANTILES"; } > "$WORK/run-q.lua"
 echo "| round | /health req/s | p50 ms | p99 ms | run chat-echo req/s | p50 ms | p99 ms | non-2xx | run/health | slices (run/health) |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
     for s in $(seq "$SLICES"); do
-        wrk -t2 -c16 -d"${SLICE}s" --latency "$URL/health" > "$WORK/health-$r-$s.txt"
-        wrk -t2 -c16 -d"${SLICE}s" --latency -s "$WORK/run.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/run-$r-$s.txt"
+        wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/health.lua" "$URL/health" > "$WORK/health-$r-$s.txt"
+        wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/run-q.lua" "$URL/api/v1/run/peer-chat-echo" > "$WORK/run-$r-$s.txt"
     done
-    # Per round: req/s over all its slices of each, the median slice's p50, the worst slice's
-    # p99, and each pair's own ratio.
+    # Per round: req/s over all its slices of each, p50/p99 of all their requests (each slice's
+    # quantiles weighted by its request count), and each pair's own ratio.
     python3 - "$r" "$WORK" "$SLICES" <<'PY'
-import re, statistics, sys
+import re, sys
 r, work, slices = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def stats(path):
     t = open(path).read()
     ms = lambda v, u: float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-    lat = {p: ms(v, u) for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", t)}
+    quantiles = [int(v) / 1000 for v in re.findall(r"^Q \d+ (\d+)$", t, re.M)]
     reqs = int(re.search(r"(\d+) requests in", t).group(1))
     secs = ms(*re.search(r"requests in ([\d.]+)(us|ms|s)", t).groups()) / 1000
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    return reqs, secs, lat["50"], lat["99"], int(bad.group(1)) if bad else 0
+    return reqs, secs, quantiles, int(bad.group(1)) if bad else 0
+def percentile(slices, p):
+    # Each slice's 1000 quantiles stand for its requests in equal shares.
+    points = sorted((q, n / len(qs)) for n, _, qs, _ in slices for q in qs)
+    total, seen = sum(w for _, w in points), 0.0
+    for q, w in points:
+        seen += w
+        if seen >= total * p / 100:
+            return q
+    return points[-1][0]
 h = [stats(f"{work}/health-{r}-{s}.txt") for s in range(1, slices + 1)]
 g = [stats(f"{work}/run-{r}-{s}.txt") for s in range(1, slices + 1)]
 rate = lambda xs: sum(x[0] for x in xs) / sum(x[1] for x in xs)
 hr, rr = rate(h), rate(g)
 pairs = " ".join(f"{100 * (b[0] / b[1]) / (a[0] / a[1]):.0f}" for a, b in zip(h, g))
-print(f"| {r} | {hr:.0f} | {statistics.median(x[2] for x in h):.2f} | {max(x[3] for x in h):.2f} "
-      f"| {rr:.0f} | {statistics.median(x[2] for x in g):.2f} | {max(x[3] for x in g):.2f} "
-      f"| {sum(x[4] for x in g)} | {100 * rr / hr:.0f} % | {pairs} |")
+print(f"| {r} | {hr:.0f} | {percentile(h, 50):.2f} | {percentile(h, 99):.2f} "
+      f"| {rr:.0f} | {percentile(g, 50):.2f} | {percentile(g, 99):.2f} "
+      f"| {sum(x[3] for x in g)} | {100 * rr / hr:.0f} % | {pairs} |")
 PY
 done
 sleep 1.5

@@ -80,7 +80,6 @@ impl Inbox {
         if self.sleep == Sleep::Deep || urgent {
             return true;
         }
-
         if !self.deferred {
             self.deferred = true;
             DEFERRED.fetch_add(1, Ordering::AcqRel);
@@ -608,23 +607,33 @@ mod tests {
         count
     }
 
+    /// A writer of its own on a fresh store's database, once its thread sleeps as `sleep` says.
+    async fn writer_asleep(
+        light_sleep: std::time::Duration,
+        sleep: super::Sleep,
+    ) -> (crate::Store, std::path::PathBuf, super::SqliteMessageWriter) {
+        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
+        let writer =
+            super::SqliteMessageWriter::start_with(&dir.join("t.db"), light_sleep).unwrap();
+        let started = std::time::Instant::now();
+        while writer.shared.inbox().sleep != sleep {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the thread never slept {sleep:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        (store, dir, writer)
+    }
+
     /// Rows queued while the writer sleeps lightly stay queued (here for the 100 ms looked at;
     /// the light sleep is 60 s) until a worker runs out of work and calls
     /// `wake_deferred_writers`; a flush wakes the writer at once. Both write every row.
     #[tokio::test]
     async fn rows_queued_in_a_light_sleep_wait_for_an_idle_worker_and_a_flush_does_not() {
-        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
-        let writer = super::SqliteMessageWriter::start_with(
-            &dir.join("t.db"),
-            std::time::Duration::from_secs(60),
-        )
-        .unwrap();
+        let (store, dir, writer) =
+            writer_asleep(std::time::Duration::from_secs(60), super::Sleep::Light).await;
         let bound = std::time::Duration::from_secs(20);
-        let asleep = std::time::Instant::now();
-        while writer.shared.inbox().sleep != super::Sleep::Light {
-            assert!(asleep.elapsed() < bound, "the thread never slept");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
 
         let mut receipts = writer.queue(rows(1, 2, "{}"));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -711,20 +720,8 @@ mod tests {
     /// After its light sleeps the writer sleeps deeply, and then the first row wakes it.
     #[tokio::test]
     async fn an_idle_writer_sleeps_deeply_and_the_first_row_wakes_it() {
-        let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
-        let writer = super::SqliteMessageWriter::start_with(
-            &dir.join("t.db"),
-            std::time::Duration::from_millis(1),
-        )
-        .unwrap();
-        let deep = std::time::Instant::now();
-        while writer.shared.inbox().sleep != super::Sleep::Deep {
-            assert!(
-                deep.elapsed() < std::time::Duration::from_secs(20),
-                "never slept deeply"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let (store, dir, writer) =
+            writer_asleep(std::time::Duration::from_millis(1), super::Sleep::Deep).await;
         let receipts = writer.queue(rows(1, 1, "{}"));
         assert!(
             !writer.shared.inbox().deferred,

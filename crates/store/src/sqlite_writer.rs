@@ -813,11 +813,7 @@ mod tests {
         }
         writing.store(false, std::sync::atomic::Ordering::Release);
         background.join().unwrap();
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(count, (batches * per_batch) as i64);
+        assert_eq!(message_count(&store).await, (batches * per_batch) as i64);
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -828,23 +824,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flush_and_close_write_everything_queued_before_them() {
         let (store, dir) = crate::test_support::sqlite_store(&["u"]).await;
-        let count = |store: &crate::Store| {
-            let pool = store.pool().clone();
-            async move {
-                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-                n
-            }
-        };
         let mut receipts = Vec::new();
         for batch in 0..50 {
             receipts.extend(store.queue_messages(rows(batch, 7, "{}")));
         }
         store.flush_messages().await;
         assert_eq!(
-            count(&store).await,
+            message_count(&store).await,
             350,
             "flush returned before the queue was written"
         );
